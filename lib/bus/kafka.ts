@@ -1,0 +1,297 @@
+import { Kafka, KafkaJSError, KafkaJSProtocolError, logLevel, type Admin, type Consumer as KafkaConsumer, type LogEntry, type Producer } from "kafkajs";
+import { BusRequestError, BusUnavailableError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { partitionFor } from "./partitioner.ts";
+import { PositionTracker } from "./positions.ts";
+import type { Batch, Bus, ConsumeOptions, Consumer, DeliveredRecord, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec } from "./types.ts";
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId?: string;
+  logger: Logger;
+  /** A produce that has not been acknowledged after this long fails with BusUnavailableError. */
+  produceTimeoutMs?: number;
+}
+
+const kafkaLevels: Record<number, "error" | "warn" | "info" | "debug"> = {
+  [logLevel.ERROR]: "error",
+  [logLevel.WARN]: "warn",
+  [logLevel.INFO]: "info",
+  [logLevel.DEBUG]: "debug",
+};
+
+/** kafkajs marks each error retriable or not; keep that in our own hierarchy. */
+function toBusError(error: unknown, what: string): Error {
+  if (error instanceof BusUnavailableError || error instanceof BusRequestError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new BusUnavailableError(`${what}: ${message}`, { cause: error });
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: Timer | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BusUnavailableError(`${what}: no answer from Kafka within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+export function createKafkaBus(options: KafkaBusOptions): Bus {
+  if (options.brokers.length === 0) throw new BusRequestError("createKafkaBus: at least one broker is required");
+  const logger = options.logger.child({ component: "bus.kafka" });
+  const produceTimeoutMs = options.produceTimeoutMs ?? 10_000;
+  const kafka = new Kafka({
+    clientId: options.clientId ?? "devpipe",
+    brokers: options.brokers,
+    connectionTimeout: 3_000,
+    requestTimeout: 15_000,
+    // kafkajs retries what the protocol marks retriable, with jittered exponential backoff.
+    retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 6, factor: 0.2, multiplier: 2 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log: entry }: LogEntry) => {
+        const { message, ...fields } = entry;
+        logger[kafkaLevels[level] ?? "info"](message, fields);
+      },
+  });
+
+  let admin: Admin | undefined;
+  let producer: Producer | undefined;
+  const partitionCounts = new Map<string, number>();
+  const consumers = new Set<KafkaConsumer>();
+
+  const getAdmin = async () => {
+    if (!admin) {
+      const created = kafka.admin();
+      await created.connect();
+      admin = created;
+    }
+    return admin;
+  };
+
+  const getProducer = async () => {
+    if (!producer) {
+      // Idempotent: a retried send is written once. Retries are bounded so that a broker outage
+      // surfaces as BusUnavailableError (a 503 upstream) instead of an endless wait.
+      const created = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 } });
+      await created.connect();
+      producer = created;
+    }
+    return producer;
+  };
+
+  const partitionCount = async (topic: string) => {
+    const known = partitionCounts.get(topic);
+    if (known !== undefined) return known;
+    const client = await getAdmin();
+    const metadata = await client.fetchTopicMetadata({ topics: [topic] }).catch((error: unknown) => {
+      if (error instanceof KafkaJSProtocolError && error.type === "UNKNOWN_TOPIC_OR_PARTITION") throw new BusRequestError(`topic ${topic} does not exist`, { cause: error });
+      throw error;
+    });
+    const count = metadata.topics[0]?.partitions.length ?? 0;
+    if (count === 0) throw new BusRequestError(`topic ${topic} does not exist`);
+    partitionCounts.set(topic, count);
+    return count;
+  };
+
+  const endOffsets = async (topic: string): Promise<PartitionOffset[]> => {
+    try {
+      const offsets = await (await getAdmin()).fetchTopicOffsets(topic);
+      return offsets.map((o) => ({ topic, partition: o.partition, offset: Number(o.high) })).sort((a, b) => a.partition - b.partition);
+    } catch (error) {
+      throw toBusError(error, `end offsets of ${topic}`);
+    }
+  };
+
+  return {
+    kind: "kafka",
+
+    async ensureTopics(topics: TopicSpec[]) {
+      try {
+        const client = await getAdmin();
+        const existing = new Set(await client.listTopics());
+        const missing = topics.filter((t) => !existing.has(t.name));
+        if (missing.length === 0) return;
+        await client.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((t) => ({ topic: t.name, numPartitions: t.partitions, replicationFactor: 1 })),
+        });
+        logger.info("topics created", { topics: missing.map((t) => t.name) });
+      } catch (error) {
+        // Another process may have created them in between: that is the outcome we wanted.
+        if (error instanceof KafkaJSError && /already exists/i.test(error.message)) return;
+        throw toBusError(error, "create topics");
+      }
+    },
+
+    async produce(topic: string, records: OutgoingRecord[]): Promise<ProducedRecord[]> {
+      if (records.length === 0) return [];
+      const send = async () => {
+        const count = await partitionCount(topic);
+        const partitions = records.map((r) => partitionFor(r.key, count));
+        const metadata = await (await getProducer()).send({
+          topic,
+          acks: -1,
+          messages: records.map((r, i) => ({
+            key: r.key,
+            value: Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength),
+            partition: partitions[i],
+            headers: r.headers,
+            timestamp: String(r.timestamp ?? Date.now()),
+          })),
+        });
+        // One entry per partition with the base offset; records keep their order within a partition.
+        const nextOffset = new Map(metadata.map((m) => [m.partition, Number(m.baseOffset)]));
+        return partitions.map((partition) => {
+          const offset = nextOffset.get(partition);
+          if (offset === undefined) throw new BusUnavailableError(`produce to ${topic}: no acknowledgement for partition ${partition}`);
+          nextOffset.set(partition, offset + 1);
+          return { partition, offset };
+        });
+      };
+      try {
+        return await withDeadline(send(), produceTimeoutMs, `produce to ${topic}`);
+      } catch (error) {
+        throw toBusError(error, `produce to ${topic}`);
+      }
+    },
+
+    async consume(opts: ConsumeOptions): Promise<Consumer> {
+      const consumer = kafka.consumer({
+        groupId: opts.group,
+        allowAutoTopicCreation: false,
+        sessionTimeout: 10_000,
+        rebalanceTimeout: 20_000,
+        heartbeatInterval: 1_000,
+        maxWaitTimeInMs: 100,
+        maxBytesPerPartition: 4 * 1024 * 1024,
+      });
+      consumers.add(consumer);
+      const positions = new PositionTracker();
+      let assigned: TopicPartition[] = [];
+      // Delivery of a partition waits until onAssign has settled where it starts.
+      let assignmentReady: Promise<void> = Promise.resolve();
+
+      consumer.on(consumer.events.GROUP_JOIN, (event) => {
+        const next = Object.entries(event.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
+        const revoked = assigned.filter((a) => !next.some((n) => n.topic === a.topic && n.partition === a.partition));
+        assigned = next;
+        assignmentReady = (async () => {
+          for (const tp of revoked) positions.forget(tp);
+          if (revoked.length > 0) await opts.onRevoke?.(revoked);
+          const starts = (await opts.onAssign?.(next)) ?? [];
+          for (const start of starts) {
+            positions.set(start);
+            consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
+          }
+        })();
+        // Delivery awaits it and fails on a rejection, which makes kafkajs rejoin and call this again.
+        assignmentReady.catch((error: unknown) => logger.error("partition assignment handler failed", { group: opts.group, error }));
+      });
+
+      try {
+        await consumer.connect();
+        for (const topic of opts.topics) await consumer.subscribe({ topic, fromBeginning: (opts.start ?? "earliest") === "earliest" });
+        const maxBatch = opts.maxBatchRecords ?? 1_000;
+        await consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: 1,
+          eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+            await assignmentReady;
+            const records: DeliveredRecord[] = [];
+            for (const message of batch.messages) {
+              const offset = Number(message.offset);
+              if (!positions.accepts(batch.topic, batch.partition, offset)) continue;
+              records.push({
+                topic: batch.topic,
+                partition: batch.partition,
+                offset,
+                key: message.key?.toString("utf8") ?? "",
+                value: message.value ? new Uint8Array(message.value.buffer, message.value.byteOffset, message.value.byteLength) : new Uint8Array(0),
+                headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? String(v[0] ?? "") : String(v ?? "")])),
+                timestamp: Number(message.timestamp),
+              });
+            }
+            for (let i = 0; i < records.length && isRunning() && !isStale(); i += maxBatch) {
+              const slice: Batch = { topic: batch.topic, partition: batch.partition, records: records.slice(i, i + maxBatch) };
+              await opts.onBatch(slice);
+              const last = slice.records[slice.records.length - 1];
+              if (last) {
+                positions.advance(batch.topic, batch.partition, last.offset + 1);
+                resolveOffset(String(last.offset));
+              }
+              await heartbeat();
+            }
+            if (records.length === 0 && batch.messages.length > 0 && !isStale()) resolveOffset(batch.lastOffset());
+          },
+        });
+      } catch (error) {
+        consumers.delete(consumer);
+        await consumer.disconnect().catch(() => undefined);
+        throw toBusError(error, `consume ${opts.topics.join(",")} as ${opts.group}`);
+      }
+
+      return {
+        async commit(toCommit: PartitionOffset[]) {
+          if (toCommit.length === 0) return;
+          try {
+            await consumer.commitOffsets(toCommit.map((p) => ({ topic: p.topic, partition: p.partition, offset: String(p.offset) })));
+          } catch (error) {
+            throw toBusError(error, `commit for ${opts.group}`);
+          }
+        },
+        seek(position: PartitionOffset) {
+          positions.set(position);
+          consumer.seek({ topic: position.topic, partition: position.partition, offset: String(position.offset) });
+        },
+        assignment: () => [...assigned],
+        async stop() {
+          consumers.delete(consumer);
+          await consumer.disconnect();
+        },
+      };
+    },
+
+    async partitions(topic: string) {
+      try {
+        const count = await partitionCount(topic);
+        return Array.from({ length: count }, (_, i) => i);
+      } catch (error) {
+        throw toBusError(error, `partitions of ${topic}`);
+      }
+    },
+
+    endOffsets,
+
+    async lag(group: string, topic: string): Promise<PartitionLag[]> {
+      try {
+        const ends = await endOffsets(topic);
+        const [committed] = await (await getAdmin()).fetchOffsets({ groupId: group, topics: [topic] });
+        return ends.map((end) => {
+          const raw = committed?.partitions.find((p) => p.partition === end.partition)?.offset;
+          const position = raw === undefined || raw === "-1" ? null : Number(raw);
+          return { topic, partition: end.partition, committed: position, end: end.offset, lag: end.offset - (position ?? 0) };
+        });
+      } catch (error) {
+        throw toBusError(error, `lag of ${group} on ${topic}`);
+      }
+    },
+
+    async ping() {
+      try {
+        await withDeadline((await withDeadline(getAdmin(), 5_000, "connect to Kafka")).describeCluster(), 5_000, "describe cluster");
+      } catch (error) {
+        throw toBusError(error, "ping");
+      }
+    },
+
+    async close() {
+      await Promise.allSettled([...consumers].map((c) => c.disconnect()));
+      consumers.clear();
+      await Promise.allSettled([producer?.disconnect(), admin?.disconnect()]);
+      producer = undefined;
+      admin = undefined;
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import { resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+
+/** Every environment variable the project reads, parsed once at start-up by one schema. */
+
+export const scopes = ["ingest", "query", "admin"] as const;
+export type Scope = (typeof scopes)[number];
+
+const apiKeyEntry = z
+  .string()
+  .regex(/^[A-Za-z0-9._~-]{1,256}:[a-z+]+$/, "each entry is <key>:<scopes>, the key made of [A-Za-z0-9._~-]")
+  .transform((entry, ctx) => {
+    const [key = "", scopeList = ""] = entry.split(":");
+    const parsed = scopeList.split("+");
+    const unknown = parsed.filter((s) => !(scopes as readonly string[]).includes(s));
+    if (unknown.length > 0) {
+      ctx.addIssue({ code: "custom", message: `unknown scope "${unknown.join(", ")}" (scopes: ${scopes.join(", ")}, joined with +)` });
+      return z.NEVER;
+    }
+    return { key, scopes: [...new Set(parsed)] as Scope[] };
+  });
+
+const apiKeys = z
+  .string()
+  .transform((value) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0))
+  .pipe(z.array(apiKeyEntry).min(1, "at least one <key>:<scopes> entry"));
+
+const hostPort = z.string().regex(/^[A-Za-z0-9.\-_[\]:]+:\d{1,5}$/, "host:port");
+
+const kafkaBrokers = z
+  .string()
+  .transform((value) => value.split(",").map((s) => s.trim()).filter((s) => s.length > 0))
+  .pipe(z.array(hostPort).min(1, "a comma-separated list of host:port"));
+
+const databaseUrl = z
+  .string()
+  .refine((value) => /^postgres(ql)?:\/\/.+/.test(value) && URL.canParse(value), "a postgres://user@host:port/database URL");
+
+export type LakeLocation = { kind: "dir"; path: string } | { kind: "s3"; bucket: string; prefix: string };
+
+const lakeUrl = z.string().transform((value, ctx): LakeLocation => {
+  if (value.startsWith("file://")) {
+    const path = value.slice("file://".length);
+    if (path.length === 0) ctx.addIssue({ code: "custom", message: "file:// needs a directory path" });
+    return { kind: "dir", path: resolve(path) };
+  }
+  const s3 = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(value);
+  if (s3?.[1]) return { kind: "s3", bucket: s3[1], prefix: (s3[2] ?? "").replace(/^\/+|\/+$/g, "") };
+  ctx.addIssue({ code: "custom", message: "file:///path/to/dir or s3://bucket/prefix" });
+  return z.NEVER;
+});
+
+const integer = (min: number, max: number) =>
+  z.coerce.number({ error: `an integer from ${min} to ${max}` }).int(`an integer from ${min} to ${max}`).min(min, `an integer from ${min} to ${max}`).max(max, `an integer from ${min} to ${max}`);
+const port = integer(1, 65_535);
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => (value === "" ? undefined : value), schema.optional());
+
+export const envSchema = z.object({
+  PORT: optional(port).default(3000),
+  DATA_DIR: optional(z.string().min(1)).default("./data"),
+  KAFKA_BROKERS: optional(kafkaBrokers),
+  DATABASE_URL: optional(databaseUrl),
+  LAKE_URL: optional(lakeUrl),
+  S3_ENDPOINT: optional(z.url({ protocol: /^https?$/, error: "an http(s):// URL" })),
+  AWS_ACCESS_KEY_ID: optional(z.string().min(1)),
+  AWS_SECRET_ACCESS_KEY: optional(z.string().min(1)),
+  AWS_REGION: optional(z.string().regex(/^[a-z0-9-]+$/, "a region name such as us-east-1")).default("us-east-1"),
+  API_KEYS: optional(apiKeys),
+  /** Partitions per topic, for both the Kafka and the embedded bus. */
+  BUS_PARTITIONS: optional(integer(1, 256)).default(4),
+  LOG_LEVEL: optional(z.enum(["debug", "info", "warn", "error"])).default("info"),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  mode: "embedded" | "services";
+  port: number;
+  dataDir: string;
+  kafkaBrokers: string[] | undefined;
+  databaseUrl: string | undefined;
+  lake: LakeLocation;
+  s3: { endpoint: string | undefined; region: string; accessKeyId: string | undefined; secretAccessKey: string | undefined };
+  apiKeys: { key: string; scopes: Scope[] }[] | undefined;
+  busPartitions: number;
+  logLevel: Env["LOG_LEVEL"];
+}
+
+/** Parses the environment; throws a ConfigError naming every invalid variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const result = envSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => ({ variable: String(issue.path[0] ?? "environment"), message: issue.message })),
+    );
+  }
+  const e = result.data;
+  const crossIssues: { variable: string; message: string }[] = [];
+  if (e.KAFKA_BROKERS && !e.DATABASE_URL) {
+    crossIssues.push({ variable: "DATABASE_URL", message: "required when KAFKA_BROKERS is set (services mode processes share one database)" });
+  }
+  if ((e.AWS_ACCESS_KEY_ID === undefined) !== (e.AWS_SECRET_ACCESS_KEY === undefined)) {
+    crossIssues.push({ variable: e.AWS_ACCESS_KEY_ID ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID", message: "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither" });
+  }
+  if (crossIssues.length > 0) throw new ConfigError(crossIssues);
+
+  const dataDir = resolve(e.DATA_DIR);
+  return {
+    mode: e.KAFKA_BROKERS ? "services" : "embedded",
+    port: e.PORT,
+    dataDir,
+    kafkaBrokers: e.KAFKA_BROKERS,
+    databaseUrl: e.DATABASE_URL,
+    lake: e.LAKE_URL ?? { kind: "dir", path: resolve(dataDir, "lake") },
+    s3: { endpoint: e.S3_ENDPOINT, region: e.AWS_REGION, accessKeyId: e.AWS_ACCESS_KEY_ID, secretAccessKey: e.AWS_SECRET_ACCESS_KEY },
+    apiKeys: e.API_KEYS,
+    busPartitions: e.BUS_PARTITIONS,
+    logLevel: e.LOG_LEVEL,
+  };
+}

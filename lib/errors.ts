@@ -1,0 +1,53 @@
+/**
+ * One error hierarchy for the whole codebase. `retriable` says whether trying the same thing again
+ * may succeed; only the route layer turns these into HTTP responses.
+ */
+export class AppError extends Error {
+  readonly code: string;
+  readonly retriable: boolean;
+  constructor(code: string, message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** Start-up configuration is invalid; the message names each variable and what it expects. */
+export class ConfigError extends AppError {
+  readonly issues: readonly { variable: string; message: string }[];
+  constructor(issues: readonly { variable: string; message: string }[]) {
+    super("config_invalid", `Invalid configuration:\n${issues.map((i) => `  ${i.variable}: ${i.message}`).join("\n")}`);
+    this.issues = issues;
+  }
+}
+
+/** The bus cannot take or serve records right now (broker down, disk full, closed). */
+export class BusUnavailableError extends AppError {
+  constructor(message: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+    super("bus_unavailable", message, { retriable: options.retriable ?? true, cause: options.cause });
+  }
+}
+
+/** A request to the bus that can never succeed as made (unknown topic, bad partition). */
+export class BusRequestError extends AppError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("bus_request_invalid", message, { retriable: false, cause: options.cause });
+  }
+}
+
+export class LakeError extends AppError {
+  constructor(message: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+    super("lake_error", message, { retriable: options.retriable ?? false, cause: options.cause });
+  }
+}
+
+export class DbError extends AppError {
+  constructor(message: string, options: { cause?: unknown; retriable?: boolean } = {}) {
+    super("db_error", message, { retriable: options.retriable ?? false, cause: options.cause });
+  }
+}
+
+export function isRetriable(error: unknown): boolean {
+  return error instanceof AppError ? error.retriable : false;
+}

@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createEmbeddedBus } from "../../lib/bus/embedded/index.ts";
+import { createKafkaBus } from "../../lib/bus/kafka.ts";
+import { partitionFor } from "../../lib/bus/partitioner.ts";
+import type { Bus, Consumer, DeliveredRecord, TopicPartition } from "../../lib/bus/types.ts";
+import { BusRequestError } from "../../lib/errors.ts";
+import { createLogger } from "../../lib/log.ts";
+import { services, uniqueName } from "../support/services.ts";
+import { tempDir } from "../support/tmp.ts";
+import { waitFor } from "../support/wait.ts";
+
+/**
+ * One contract, two implementations: everything here holds for the Kafka bus (real broker) and for
+ * the embedded file-backed bus alike. `reopen` is a process restart: a new client on the same data.
+ */
+interface Implementation {
+  name: string;
+  open(): Promise<Bus>;
+  cleanup(): void;
+}
+
+const logger = createLogger({ test: "bus.contract" });
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const embedded = (): Implementation => {
+  const dir = tempDir("devpipe-bus-");
+  return { name: "embedded", open: () => createEmbeddedBus({ dir: dir.path, logger }), cleanup: dir.remove };
+};
+
+const kafka = (): Implementation => ({
+  name: "kafka",
+  open: async () => createKafkaBus({ brokers: services().kafkaBrokers, logger }),
+  cleanup: () => undefined,
+});
+
+function records(count: number, keyOf: (i: number) => string = (i) => `device-${i % 5}`) {
+  return Array.from({ length: count }, (_, i) => ({ key: keyOf(i), value: encoder.encode(JSON.stringify({ i })), headers: { seq: String(i) }, timestamp: 1_700_000_000_000 + i }));
+}
+
+/** Consumes into an array; returns the consumer and the array it fills. */
+async function collect(bus: Bus, options: { group: string; topics: string[]; onAssign?: (a: TopicPartition[]) => Promise<{ topic: string; partition: number; offset: number }[] | void>; start?: "earliest" | "latest" }) {
+  const seen: DeliveredRecord[] = [];
+  const consumer = await bus.consume({ ...options, onBatch: async (batch) => void seen.push(...batch.records) });
+  return { consumer, seen };
+}
+
+const sequenceOf = (r: DeliveredRecord) => Number(r.headers.seq);
+
+for (const make of [embedded, kafka]) {
+  const impl = make();
+  describe(`bus contract: ${impl.name}`, () => {
+    let bus: Bus;
+    const open: Consumer[] = [];
+    beforeAll(async () => {
+      bus = await impl.open();
+    });
+    afterAll(async () => {
+      await Promise.allSettled(open.map((c) => c.stop()));
+      await bus.close();
+      impl.cleanup();
+    });
+
+    test("produce resolves with each record's partition and offset; a key always maps to the same partition", async () => {
+      const topic = uniqueName("contract");
+      await bus.ensureTopics([{ name: topic, partitions: 3 }]);
+      await bus.ensureTopics([{ name: topic, partitions: 3 }]); // idempotent
+      const produced = await bus.produce(topic, records(30));
+      expect(produced).toHaveLength(30);
+      const nextPerPartition = new Map<number, number>();
+      produced.forEach((p, i) => {
+        expect(p.partition).toBe(partitionFor(`device-${i % 5}`, 3));
+        expect(p.offset).toBe(nextPerPartition.get(p.partition) ?? 0);
+        nextPerPartition.set(p.partition, p.offset + 1);
+      });
+      const ends = await bus.endOffsets(topic);
+      expect(ends.map((e) => e.offset)).toEqual([0, 1, 2].map((p) => nextPerPartition.get(p) ?? 0));
+      expect(await bus.partitions(topic)).toEqual([0, 1, 2]);
+    });
+
+    test("a consumer gets every record once, in order per partition, with key, value, headers and timestamp intact", async () => {
+      const topic = uniqueName("contract");
+      await bus.ensureTopics([{ name: topic, partitions: 4 }]);
+      await bus.produce(topic, records(200));
+      const { consumer, seen } = await collect(bus, { group: uniqueName("g"), topics: [topic] });
+      open.push(consumer);
+      await waitFor(() => seen.length >= 200, { what: "200 records" });
+      expect(new Set(seen.map(sequenceOf)).size).toBe(200);
+      for (const partition of [0, 1, 2, 3]) {
+        const offsets = seen.filter((r) => r.partition === partition).map((r) => r.offset);
+        expect(offsets).toEqual(offsets.map((_, i) => i));
+      }
+      const first = seen.find((r) => sequenceOf(r) === 7);
+      expect(first?.key).toBe("device-2");
+      expect(JSON.parse(decoder.decode(first?.value))).toEqual({ i: 7 });
+      expect(first?.timestamp).toBe(1_700_000_000_007);
+      await consumer.stop();
+    });
+
+    test("committed positions survive a restart: a new member of the group resumes after them", async () => {
+      const topic = uniqueName("contract");
+      const group = uniqueName("g");
+      await bus.ensureTopics([{ name: topic, partitions: 2 }]);
+      await bus.produce(topic, records(40, (i) => `k${i}`));
+      const first = await collect(bus, { group, topics: [topic] });
+      await waitFor(() => first.seen.length >= 40, { what: "first pass" });
+      // Commit half of each partition, then "crash".
+      const ends = await bus.endOffsets(topic);
+      const halfway = ends.map((e) => ({ ...e, offset: Math.floor(e.offset / 2) }));
+      await first.consumer.commit(halfway);
+      await first.consumer.stop();
+      expect((await bus.lag(group, topic)).map((l) => l.lag)).toEqual(ends.map((e) => e.offset - Math.floor(e.offset / 2)));
+
+      await bus.close();
+      bus = await impl.open();
+      const second = await collect(bus, { group, topics: [topic] });
+      open.push(second.consumer);
+      const expected = ends.reduce((sum, e) => sum + e.offset - Math.floor(e.offset / 2), 0);
+      await waitFor(() => second.seen.length >= expected, { what: "resume after commit" });
+      for (const h of halfway.filter((h) => h.offset > 0)) {
+        const offsets = second.seen.filter((r) => r.partition === h.partition).map((r) => r.offset);
+        expect(Math.min(...offsets)).toBe(h.offset);
+      }
+      expect(second.seen).toHaveLength(expected);
+      await second.consumer.stop();
+    });
+
+    test("positions returned by onAssign override the committed ones", async () => {
+      const topic = uniqueName("contract");
+      const group = uniqueName("g");
+      await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+      await bus.produce(topic, records(20, () => "one-key"));
+      const { consumer, seen } = await collect(bus, { group, topics: [topic], onAssign: async (assigned) => assigned.map((tp) => ({ ...tp, offset: 15 })) });
+      open.push(consumer);
+      await waitFor(() => seen.length >= 5, { what: "records from offset 15" });
+      expect(seen.map((r) => r.offset)).toEqual([15, 16, 17, 18, 19]);
+      await consumer.stop();
+    });
+
+    test("seek moves delivery of a partition back", async () => {
+      const topic = uniqueName("contract");
+      await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+      await bus.produce(topic, records(10, () => "one-key"));
+      const { consumer, seen } = await collect(bus, { group: uniqueName("g"), topics: [topic] });
+      open.push(consumer);
+      await waitFor(() => seen.length >= 10, { what: "first pass" });
+      consumer.seek({ topic, partition: 0, offset: 4 });
+      await waitFor(() => seen.length >= 16, { what: "redelivery after seek" });
+      expect(seen.slice(10).map((r) => r.offset)).toEqual([4, 5, 6, 7, 8, 9]);
+      await consumer.stop();
+    });
+
+    test("members of one group split the partitions; when one leaves, the other takes its partitions over", async () => {
+      const topic = uniqueName("contract");
+      const group = uniqueName("g");
+      await bus.ensureTopics([{ name: topic, partitions: 4 }]);
+      const a = await collect(bus, { group, topics: [topic] });
+      const b = await collect(bus, { group, topics: [topic] });
+      open.push(a.consumer, b.consumer);
+      await waitFor(() => a.consumer.assignment().length === 2 && b.consumer.assignment().length === 2, { what: "two partitions each", timeoutMs: 30_000 });
+      await bus.produce(topic, records(100, (i) => `k${i}`));
+      await waitFor(() => a.seen.length + b.seen.length >= 100, { what: "100 records across members" });
+      const all = [...a.seen, ...b.seen].map(sequenceOf);
+      expect(new Set(all).size).toBe(100);
+      expect(all).toHaveLength(100);
+      expect(new Set(a.seen.map((r) => r.partition)).size).toBeLessThanOrEqual(2);
+
+      await a.consumer.commit(await bus.endOffsets(topic));
+      await b.consumer.commit(await bus.endOffsets(topic));
+      await a.consumer.stop();
+      await waitFor(() => b.consumer.assignment().length === 4, { what: "b owns all partitions", timeoutMs: 30_000 });
+      await bus.produce(topic, records(20, (i) => `later${i}`));
+      await waitFor(() => b.seen.length + a.seen.length >= 120, { what: "records after takeover" });
+      expect([...a.seen, ...b.seen]).toHaveLength(120);
+      await b.consumer.stop();
+    });
+
+    test("producing to a topic that does not exist fails with a BusRequestError", async () => {
+      const missing = uniqueName("missing");
+      expect(bus.produce(missing, records(1))).rejects.toBeInstanceOf(BusRequestError);
+    });
+
+    test("ping answers while the bus is up", async () => {
+      expect(await bus.ping()).toBeUndefined();
+    });
+  });
+}
