@@ -177,7 +177,7 @@ for (const make of [embedded, kafka]) {
 
     test("producing to a topic that does not exist fails with a BusRequestError", async () => {
       const missing = uniqueName("missing");
-      expect(bus.produce(missing, records(1))).rejects.toBeInstanceOf(BusRequestError);
+      await expect(bus.produce(missing, records(1))).rejects.toBeInstanceOf(BusRequestError);
     });
 
     test("ping answers while the bus is up", async () => {

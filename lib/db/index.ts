@@ -1,0 +1,87 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import postgres, { type Sql } from "postgres";
+import type { Config } from "../config.ts";
+import { DbError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { migrate } from "./migrate.ts";
+
+export type { Sql } from "postgres";
+
+export interface Db {
+  readonly kind: "postgres" | "pglite";
+  readonly sql: Sql;
+  /** Resolves when the database answers a query; rejects with DbError otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const clientOptions = (logger: Logger) => ({
+  onnotice: (notice: postgres.Notice) => logger.debug("postgres notice", { notice: notice.message }),
+  // bigint columns (offsets, counts) come back as JS numbers: exact up to 2^53, which they never reach.
+  types: { bigint: { to: 20, from: [20], serialize: (value: number) => String(value), parse: (value: string) => Number(value) } },
+  transform: { undefined: null },
+  connect_timeout: 10,
+});
+
+async function ping(sql: Sql, timeoutMs = 5_000): Promise<void> {
+  let timer: Timer | undefined;
+  try {
+    await Promise.race([
+      sql`select 1`,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (error) {
+    throw new DbError(`database unreachable: ${error instanceof Error ? error.message : String(error)}`, { retriable: true, cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Real Postgres at DATABASE_URL. */
+export async function connectPostgres(url: string, logger: Logger, options: { max?: number } = {}): Promise<Db> {
+  const sql = postgres(url, { ...clientOptions(logger), max: options.max ?? 10 });
+  return { kind: "postgres", sql, ping: () => ping(sql), close: () => sql.end({ timeout: 5 }) };
+}
+
+/**
+ * PGlite (Postgres compiled to WASM) stored under `dir`, served on a loopback port by pglite-socket,
+ * so the rest of the code talks to it with the same `postgres` driver. PGlite runs one session:
+ * one connection, so transactions from different callers never interleave.
+ */
+export async function startPglite(dir: string, logger: Logger): Promise<Db> {
+  await mkdir(dir, { recursive: true });
+  const pglite = await PGlite.create(dir);
+  const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: 1 });
+  await server.start();
+  const sql = postgres(`postgres://postgres@${server.getServerConn()}/postgres`, { ...clientOptions(logger), max: 1 });
+  logger.info("embedded database started", { dir, address: server.getServerConn() });
+  return {
+    kind: "pglite",
+    sql,
+    ping: () => ping(sql),
+    async close() {
+      await sql.end({ timeout: 5 });
+      await server.stop();
+      await pglite.close();
+    },
+  };
+}
+
+/** The database the configuration asks for, migrated to the latest schema. */
+export async function openDb(config: Pick<Config, "databaseUrl" | "dataDir">, logger: Logger): Promise<Db> {
+  const dbLogger = logger.child({ component: "db" });
+  const db = config.databaseUrl ? await connectPostgres(config.databaseUrl, dbLogger) : await startPglite(join(config.dataDir, "pg"), dbLogger);
+  try {
+    await db.ping();
+    await migrate(db.sql, dbLogger);
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw error;
+  }
+  return db;
+}

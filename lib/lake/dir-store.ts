@@ -1,0 +1,79 @@
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, relative, sep } from "node:path";
+import { LakeError } from "../errors.ts";
+import { assertValidKey, type ObjectInfo, type ObjectStore } from "./types.ts";
+
+/** Objects as files under a local directory; writes go to a temporary file that is renamed in place. */
+export function createDirStore(root: string): ObjectStore {
+  const pathOf = (key: string) => {
+    assertValidKey(key);
+    return join(root, key);
+  };
+  const temporaryPath = (path: string) => join(dirname(path), `.tmp-${crypto.randomUUID()}`);
+
+  const walk = async (dir: string): Promise<ObjectInfo[]> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return [];
+      throw error;
+    });
+    const found: ObjectInfo[] = [];
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) found.push(...(await walk(path)));
+      else if (entry.isFile() && !entry.name.startsWith(".tmp-")) found.push({ key: relative(root, path).split(sep).join("/"), size: (await stat(path)).size });
+    }
+    return found;
+  };
+
+  return {
+    kind: "dir",
+    root: `file://${root}`,
+
+    async put(key, data) {
+      const path = pathOf(key);
+      await mkdir(dirname(path), { recursive: true });
+      const temporary = temporaryPath(path);
+      await writeFile(temporary, data);
+      await rename(temporary, path);
+    },
+
+    async putFile(key, localPath) {
+      const path = pathOf(key);
+      await mkdir(dirname(path), { recursive: true });
+      const temporary = temporaryPath(path);
+      await copyFile(localPath, temporary);
+      await rename(temporary, path);
+    },
+
+    async get(key) {
+      try {
+        return new Uint8Array(await readFile(pathOf(key)));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw new LakeError(`read ${key}: ${String(error)}`, { cause: error });
+      }
+    },
+
+    async list(prefix) {
+      // Walk only the deepest directory the prefix names in full.
+      const base = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "";
+      const found = await walk(base ? join(root, base) : root);
+      return found.filter((o) => o.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    },
+
+    async delete(keys) {
+      await Promise.all(keys.map((key) => rm(pathOf(key), { force: true })));
+    },
+
+    async ping() {
+      try {
+        await mkdir(root, { recursive: true });
+        const probe = join(root, `.tmp-ping-${crypto.randomUUID()}`);
+        await writeFile(probe, "");
+        await rm(probe);
+      } catch (error) {
+        throw new LakeError(`lake directory ${root} is not writable: ${String(error)}`, { retriable: true, cause: error });
+      }
+    },
+  };
+}
