@@ -1,0 +1,35 @@
+import { z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+/** RFC 9457 problem details, the body of every request-level error. */
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: "about:blank" }),
+    title: z.string().openapi({ example: "Not Found" }),
+    status: z.number().int().openapi({ example: 404 }),
+    detail: z.string().openapi({ example: "No route for GET /v1/nothing" }),
+    request_id: z.string().optional().openapi({ example: "0193a5c2-7f3e-7b4a-9c1d-2e5f6a7b8c9d" }),
+    errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi("Problem");
+export type Problem = z.infer<typeof ProblemSchema>;
+
+const titles: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+export function problem(c: Context, status: ContentfulStatusCode, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}) {
+  const body: Problem = { type: "about:blank", title: titles[status] ?? "Error", status, detail, request_id: c.get("requestId"), ...extra };
+  return c.body(JSON.stringify(body), status, { "content-type": "application/problem+json", ...headers });
+}
+
+export const problemResponse = (description: string) => ({ description, content: { "application/problem+json": { schema: ProblemSchema } } });

@@ -1,0 +1,42 @@
+import { ConfigError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+
+/**
+ * Runs `shutdown` once on SIGTERM or SIGINT, then exits 0 (1 when shutdown fails or outlasts
+ * `graceMs`). A second signal exits at once.
+ */
+export function onShutdownSignal(logger: Logger, shutdown: (signal: string) => Promise<void>, graceMs = 20_000) {
+  let stopping = false;
+  const handle = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn("second signal; exiting now", { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info("shutting down", { signal });
+    const timer = setTimeout(() => {
+      logger.error("shutdown took too long; exiting", { grace_ms: graceMs });
+      process.exit(1);
+    }, graceMs);
+    shutdown(signal).then(
+      () => {
+        clearTimeout(timer);
+        logger.info("stopped", { signal });
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error("shutdown failed", { error });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", handle);
+  process.on("SIGINT", handle);
+}
+
+/** Start-up failures: a configuration error prints its message alone, anything else is logged. */
+export function exitOnStartupError(logger: Logger, error: unknown): never {
+  if (error instanceof ConfigError) process.stderr.write(`${error.message}\n`);
+  else logger.error("start-up failed", { error });
+  process.exit(1);
+}

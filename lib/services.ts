@@ -1,0 +1,59 @@
+import { openBus } from "./bus/index.ts";
+import type { Bus } from "./bus/types.ts";
+import type { Config } from "./config.ts";
+import { type Db, openDb } from "./db/index.ts";
+import { openLake } from "./lake/index.ts";
+import type { ObjectStore } from "./lake/types.ts";
+import type { Logger } from "./log.ts";
+import { topicSpecs } from "./topics.ts";
+
+/** Connections to the external systems, opened once per process and shared by api and workers. */
+export interface Services {
+  config: Config;
+  logger: Logger;
+  bus: Bus;
+  db: Db;
+  lake: ObjectStore;
+}
+
+export type Check = { status: "ok" } | { status: "failing"; error: string };
+
+export async function openServices(config: Config, logger: Logger): Promise<Services> {
+  const bus = await openBus(config, logger);
+  try {
+    await bus.ensureTopics(topicSpecs(config.busPartitions));
+    const db = await openDb(config, logger);
+    return { config, logger, bus, db, lake: openLake(config) };
+  } catch (error) {
+    await bus.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+export async function closeServices(services: Services): Promise<void> {
+  await services.bus.close();
+  await services.db.close();
+}
+
+async function check(probe: () => Promise<void>, timeoutMs: number): Promise<Check> {
+  let timer: Timer | undefined;
+  try {
+    await Promise.race([
+      probe(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { status: "ok" };
+  } catch (error) {
+    return { status: "failing", error: error instanceof Error ? error.message : String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether bus, db and lake answer, each checked at once and bounded in time. */
+export async function readiness(services: Pick<Services, "bus" | "db" | "lake">, timeoutMs = 3_000) {
+  const [bus, db, lake] = await Promise.all([check(() => services.bus.ping(), timeoutMs), check(() => services.db.ping(), timeoutMs), check(() => services.lake.ping(), timeoutMs)]);
+  return { ready: bus.status === "ok" && db.status === "ok" && lake.status === "ok", checks: { bus, db, lake } };
+}
