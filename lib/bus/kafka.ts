@@ -1,4 +1,4 @@
-import { Kafka, KafkaJSError, KafkaJSProtocolError, logLevel, type Admin, type Consumer as KafkaConsumer, type LogEntry, type Producer } from "kafkajs";
+import { Kafka, KafkaJSError, KafkaJSProtocolError, logLevel, Partitioners, type Admin, type Consumer as KafkaConsumer, type LogEntry, type Producer } from "kafkajs";
 import { BusRequestError, BusUnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { partitionFor } from "./partitioner.ts";
@@ -55,30 +55,44 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       },
   });
 
-  let admin: Admin | undefined;
-  let producer: Producer | undefined;
   const partitionCounts = new Map<string, number>();
   const consumers = new Set<KafkaConsumer>();
 
-  const getAdmin = async () => {
-    if (!admin) {
-      const created = kafka.admin();
-      await created.connect();
-      admin = created;
-    }
-    return admin;
+  /** Connects once, however many callers ask at the same time; a failed connect is tried again next call. */
+  const connectOnce = <T extends { connect(): Promise<void> }>(create: () => T) => {
+    let connecting: Promise<T> | undefined;
+    const get = () => {
+      connecting ??= (async () => {
+        const client = create();
+        await client.connect();
+        return client;
+      })().catch((error: unknown) => {
+        connecting = undefined;
+        throw error;
+      });
+      return connecting;
+    };
+    const current = () => connecting;
+    const reset = () => {
+      connecting = undefined;
+    };
+    return { get, current, reset };
   };
 
-  const getProducer = async () => {
-    if (!producer) {
-      // Idempotent: a retried send is written once. Retries are bounded so that a broker outage
-      // surfaces as BusUnavailableError (a 503 upstream) instead of an endless wait.
-      const created = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 } });
-      await created.connect();
-      producer = created;
-    }
-    return producer;
-  };
+  const admin = connectOnce<Admin>(() => kafka.admin());
+  const producer = connectOnce<Producer>(() =>
+    // Idempotent: a retried send is written once. Retries are bounded so that a broker outage
+    // surfaces as BusUnavailableError (a 503 upstream) instead of an endless wait.
+    kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 5,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+    }),
+  );
+  const getAdmin = admin.get;
+  const getProducer = producer.get;
 
   const partitionCount = async (topic: string) => {
     const known = partitionCounts.get(topic);
@@ -289,9 +303,10 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     async close() {
       await Promise.allSettled([...consumers].map((c) => c.disconnect()));
       consumers.clear();
-      await Promise.allSettled([producer?.disconnect(), admin?.disconnect()]);
-      producer = undefined;
-      admin = undefined;
+      const clients = await Promise.allSettled([producer.current(), admin.current()]);
+      await Promise.allSettled(clients.map((c) => (c.status === "fulfilled" ? c.value?.disconnect() : undefined)));
+      producer.reset();
+      admin.reset();
     },
   };
 }

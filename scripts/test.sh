@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `bun run test`: unit, integration and end-to-end suites. Integration and e2e run against real Kafka,
+# Postgres and S3: the ones given by KAFKA_BROKERS, DATABASE_URL and S3_ENDPOINT (e.g. docker compose),
+# else the ones scripts/services.sh starts on loopback. A service that cannot start fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+services_dir=${DEVPIPE_SERVICES_DIR:-${TMPDIR:-/tmp}/devpipe-services}
+started_services=0
+if [ -z "${KAFKA_BROKERS:-}" ] || [ -z "${DATABASE_URL:-}" ] || [ -z "${S3_ENDPOINT:-}" ]; then
+  bash scripts/services.sh up
+  set -a
+  # shellcheck disable=SC1091
+  . "$services_dir/services.env"
+  set +a
+  started_services=1
+fi
+
+bun run typecheck
+
+export NODE_ENV=test
+mkdir -p .test-output
+set +e
+bun test tests/unit tests/integration tests/e2e 2>&1 | tee .test-output/bun-test.log
+status=${PIPESTATUS[0]}
+set -e
+
+# CI leaves no processes behind; locally the services stay up so the next run starts fast.
+if [ "$started_services" = 1 ] && [ "${CI:-}" = "true" ]; then bash scripts/services.sh down; fi
+
+passed=$(grep -Eo '^ *[0-9]+ pass$' .test-output/bun-test.log | grep -Eo '[0-9]+' | tail -n 1)
+failed=$(grep -Eo '^ *[0-9]+ fail$' .test-output/bun-test.log | grep -Eo '[0-9]+' | tail -n 1)
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+if [ "${passed:-0}" = 0 ]; then echo "no test ran" >&2; exit 1; fi
+exit "$status"
