@@ -51,7 +51,10 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       () =>
       ({ level, log: entry }: LogEntry) => {
         const { message, ...fields } = entry;
-        logger[kafkaLevels[level] ?? "info"](message, fields);
+        // kafkajs logs every error response ("Response Heartbeat(...)") before its retry logic handles it:
+        // coordinator moves and rebalances are routine, not errors of ours.
+        const routine = level === logLevel.ERROR && message.startsWith("Response ");
+        logger[routine ? "warn" : (kafkaLevels[level] ?? "info")](message, fields);
       },
   });
 

@@ -9,7 +9,19 @@ export function createDirStore(root: string): ObjectStore {
     assertValidKey(key);
     return join(root, key);
   };
-  const temporaryPath = (path: string) => join(dirname(path), `.tmp-${crypto.randomUUID()}`);
+  /** Readers see the old file or the new one: the bytes go to a temporary file renamed over the key. */
+  const writeAtomically = async (key: string, write: (temporary: string) => Promise<void>) => {
+    const path = pathOf(key);
+    await mkdir(dirname(path), { recursive: true });
+    const temporary = join(dirname(path), `.tmp-${crypto.randomUUID()}`);
+    try {
+      await write(temporary);
+      await rename(temporary, path);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw new LakeError(`write ${key}: ${String(error)}`, { cause: error });
+    }
+  };
 
   const walk = async (dir: string): Promise<ObjectInfo[]> => {
     const entries = await readdir(dir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
@@ -29,21 +41,9 @@ export function createDirStore(root: string): ObjectStore {
     kind: "dir",
     root: `file://${root}`,
 
-    async put(key, data) {
-      const path = pathOf(key);
-      await mkdir(dirname(path), { recursive: true });
-      const temporary = temporaryPath(path);
-      await writeFile(temporary, data);
-      await rename(temporary, path);
-    },
+    put: (key, data) => writeAtomically(key, (temporary) => writeFile(temporary, data)),
 
-    async putFile(key, localPath) {
-      const path = pathOf(key);
-      await mkdir(dirname(path), { recursive: true });
-      const temporary = temporaryPath(path);
-      await copyFile(localPath, temporary);
-      await rename(temporary, path);
-    },
+    putFile: (key, localPath) => writeAtomically(key, (temporary) => copyFile(localPath, temporary)),
 
     async get(key) {
       try {
