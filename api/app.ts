@@ -1,8 +1,13 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { createBatcher } from "../lib/bus/batcher.ts";
 import type { Services } from "../lib/services.ts";
+import { topics } from "../lib/topics.ts";
+import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { problem } from "./problem.ts";
+import { registerDocs } from "./routes/docs.ts";
+import { registerIngest } from "./routes/events/ingest.ts";
 import { registerHealth } from "./routes/health.ts";
 
 export const openApiInfo = {
@@ -10,15 +15,25 @@ export const openApiInfo = {
   info: {
     title: "devpipe",
     version: "0.1.0",
-    description: "Real-time device-event pipeline: ingest device events, query alerts, aggregates and the Parquet lake.",
+    description: "Real-time device-event pipeline: ingest device events, query alerts, aggregates and the Parquet lake. Every `/v1` endpoint needs `Authorization: Bearer <key>`.",
   },
 } as const;
 
+export interface AppOptions {
+  apiKeys: ApiKey[];
+}
+
 /** The gateway, built around already-open services so tests can call `app.request()` in-process. */
-export function createApp(services: Services) {
+export function createApp(services: Services, options: AppOptions) {
   const app = new OpenAPIHono<AppEnv>();
+  const keyring = createKeyring(options.apiKeys);
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "An API key from API_KEYS" });
   app.use(requestContext(services));
   registerHealth(app);
+  registerDocs(app);
+  const { ingest } = services.config;
+  const batcher = createBatcher(services.bus, topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });
+  registerIngest(app, { keyring, batcher });
   app.doc31("/openapi.json", openApiInfo);
   app.notFound((c) => problem(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((error, c) => {

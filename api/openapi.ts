@@ -1,12 +1,24 @@
+import { loadConfig } from "../lib/config.ts";
+import { createLogger } from "../lib/log.ts";
 import type { Services } from "../lib/services.ts";
 import { createApp, openApiInfo } from "./app.ts";
 
-/** The OpenAPI 3.1 document the routes describe, independent of any running service. */
-export function openApiDocument() {
-  const unused = new Proxy({} as Services, {
-    get: () => {
-      throw new Error("openApiDocument builds routes only; no service is reached");
+/** Stands in for a connection the document never uses: any use of it throws. */
+const unreachable = <T extends object>(name: string) =>
+  new Proxy({} as T, {
+    get: (_target, property) => {
+      throw new Error(`openApiDocument builds routes only; ${name}.${String(property)} was reached`);
     },
   });
-  return createApp(unused).getOpenAPI31Document(openApiInfo);
+
+/** The OpenAPI 3.1 document the routes describe, independent of any running service. */
+export function openApiDocument() {
+  const services: Services = {
+    config: loadConfig({}),
+    logger: createLogger({}, () => undefined),
+    bus: unreachable("bus"),
+    db: unreachable("db"),
+    lake: unreachable("lake"),
+  };
+  return createApp(services, { apiKeys: [] }).getOpenAPI31Document(openApiInfo);
 }

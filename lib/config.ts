@@ -71,6 +71,15 @@ export const envSchema = z.object({
   /** Partitions per topic, for both the Kafka and the embedded bus. */
   BUS_PARTITIONS: optional(integer(1, 256)).default(4),
   LOG_LEVEL: optional(z.enum(["debug", "info", "warn", "error"])).default("info"),
+  /** Ingest limits and batching. */
+  MAX_BODY_BYTES: optional(integer(1_024, 256 * 1024 * 1024)).default(5 * 1024 * 1024),
+  MAX_RECORDS_PER_REQUEST: optional(integer(1, 1_000_000)).default(10_000),
+  EVENT_MAX_FUTURE_S: optional(integer(0, 365 * 86_400)).default(3_600),
+  EVENT_MAX_AGE_DAYS: optional(integer(1, 36_500)).default(365),
+  PRODUCE_TIMEOUT_MS: optional(integer(100, 120_000)).default(5_000),
+  INGEST_LINGER_MS: optional(integer(0, 1_000)).default(2),
+  INGEST_MAX_BATCH_RECORDS: optional(integer(1, 100_000)).default(5_000),
+  INGEST_MAX_PENDING_BYTES: optional(integer(1_024 * 1_024, 4 * 1024 * 1024 * 1024)).default(128 * 1024 * 1024),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -86,6 +95,15 @@ export interface Config {
   apiKeys: { key: string; scopes: Scope[] }[] | undefined;
   busPartitions: number;
   logLevel: Env["LOG_LEVEL"];
+  ingest: {
+    maxBodyBytes: number;
+    maxRecordsPerRequest: number;
+    eventTime: { maxFutureMs: number; maxAgeMs: number };
+    produceTimeoutMs: number;
+    lingerMs: number;
+    maxBatchRecords: number;
+    maxPendingBytes: number;
+  };
 }
 
 /** Parses the environment; throws a ConfigError naming every invalid variable. */
@@ -118,5 +136,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKeys: e.API_KEYS,
     busPartitions: e.BUS_PARTITIONS,
     logLevel: e.LOG_LEVEL,
+    ingest: {
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      maxRecordsPerRequest: e.MAX_RECORDS_PER_REQUEST,
+      eventTime: { maxFutureMs: e.EVENT_MAX_FUTURE_S * 1000, maxAgeMs: e.EVENT_MAX_AGE_DAYS * 86_400_000 },
+      produceTimeoutMs: e.PRODUCE_TIMEOUT_MS,
+      lingerMs: e.INGEST_LINGER_MS,
+      maxBatchRecords: e.INGEST_MAX_BATCH_RECORDS,
+      maxPendingBytes: e.INGEST_MAX_PENDING_BYTES,
+    },
   };
 }

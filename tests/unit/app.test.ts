@@ -20,20 +20,20 @@ afterAll(async () => {
 
 describe("operations endpoints", () => {
   test("GET /healthz answers 200 without a key", async () => {
-    const response = await createApp(services).request("/healthz");
+    const response = await createApp(services, { apiKeys: [] }).request("/healthz");
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ status: "ok" });
   });
 
   test("GET /readyz is 200 when bus, db and lake answer", async () => {
-    const response = await createApp(services).request("/readyz");
+    const response = await createApp(services, { apiKeys: [] }).request("/readyz");
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ ready: true, checks: { bus: { status: "ok" }, db: { status: "ok" }, lake: { status: "ok" } } });
   });
 
   test("GET /readyz is 503 and names the failing dependency when the lake cannot be written", async () => {
     const broken = { ...services, lake: createDirStore("/dev/null/lake") };
-    const response = await createApp(broken).request("/readyz");
+    const response = await createApp(broken, { apiKeys: [] }).request("/readyz");
     expect(response.status).toBe(503);
     const body = (await response.json()) as { ready: boolean; checks: Record<string, { status: string; error?: string }> };
     expect(body.ready).toBe(false);
@@ -43,7 +43,7 @@ describe("operations endpoints", () => {
   });
 
   test("an unknown path is a problem+json 404 carrying the request id", async () => {
-    const response = await createApp(services).request("/v1/nothing-here", { headers: { "x-request-id": "client-req-1" } });
+    const response = await createApp(services, { apiKeys: [] }).request("/v1/nothing-here", { headers: { "x-request-id": "client-req-1" } });
     expect(response.status).toBe(404);
     expect(response.headers.get("content-type")).toBe("application/problem+json");
     expect(response.headers.get("x-request-id")).toBe("client-req-1");
@@ -51,12 +51,12 @@ describe("operations endpoints", () => {
   });
 
   test("a malformed client request id is replaced by a generated one", async () => {
-    const response = await createApp(services).request("/healthz", { headers: { "x-request-id": "bad id with spaces\u0007" } });
+    const response = await createApp(services, { apiKeys: [] }).request("/healthz", { headers: { "x-request-id": "bad id with spaces\u0007" } });
     expect(response.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   test("GET /openapi.json serves the OpenAPI 3.1 document of the routes", async () => {
-    const response = await createApp(services).request("/openapi.json");
+    const response = await createApp(services, { apiKeys: [] }).request("/openapi.json");
     const document = (await response.json()) as { openapi: string; paths: Record<string, unknown> };
     expect(document.openapi).toBe("3.1.0");
     expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(["/healthz", "/readyz"]));

@@ -1,0 +1,30 @@
+/**
+ * Reads a request body up to `limit` bytes. Declared lengths over the limit are refused before
+ * reading; undeclared (chunked) bodies are cut off as soon as they pass it.
+ */
+export async function readBodyWithLimit(request: Request, limit: number): Promise<{ ok: true; bytes: Uint8Array } | { ok: false; reason: "too_large" }> {
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (Number.isFinite(declared) && declared > limit) return { ok: false, reason: "too_large" };
+  if (!request.body) return { ok: true, bytes: new Uint8Array(0) };
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      await reader.cancel();
+      return { ok: false, reason: "too_large" };
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1 && chunks[0]) return { ok: true, bytes: chunks[0] };
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return { ok: true, bytes };
+}

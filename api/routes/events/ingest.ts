@@ -1,0 +1,93 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { Batcher } from "../../../lib/bus/batcher.ts";
+import { AppError } from "../../../lib/errors.ts";
+import { eventTypes } from "../../../lib/events/index.ts";
+import type { Keyring } from "../../auth/keyring.ts";
+import type { AppEnv } from "../../env.ts";
+import { ingest } from "../../ingest/ingest.ts";
+import { acceptedContentTypes, bodyFormat, parseRecords } from "../../ingest/parse-records.ts";
+import { readBodyWithLimit } from "../../ingest/read-body.ts";
+import { requireScope } from "../../middleware/auth.ts";
+import { problem, problemResponse } from "../../problem.ts";
+import { EventSchemas, IngestResultSchema, TypedEventSchemas } from "./schema.ts";
+
+const RETRY_AFTER_S = 2;
+
+const ndjsonBody = { schema: z.string().openapi({ description: "One event object per line; a line that is not valid JSON is one rejected record.", example: '{"type":"sensor.reading","sensor_id":"s1","temperature":21.5,"humidity":40,"event_time":"2026-11-21T10:15:30Z"}\n' }) };
+
+const responses = {
+  202: { description: "At least one record accepted; each accepted record is durable in the bus", content: { "application/json": { schema: IngestResultSchema } } },
+  422: { description: "No record accepted; `errors` says why, per record and field", content: { "application/json": { schema: IngestResultSchema } } },
+  400: problemResponse("Malformed JSON, invalid UTF-8, or a body that is not an object or array"),
+  401: problemResponse("Missing or unknown API key"),
+  403: problemResponse("The key lacks the `ingest` scope"),
+  413: problemResponse("Body over the size limit, or more records than allowed per request"),
+  415: problemResponse(`Content type other than ${acceptedContentTypes.join(", ")}`),
+  503: problemResponse("The bus cannot take writes now; nothing was accepted. Retry after `Retry-After` seconds."),
+};
+
+const ingestAny = createRoute({
+  method: "post",
+  path: "/v1/events",
+  tags: ["ingest"],
+  summary: "Ingest events of any type",
+  description: "Body: one event object, a JSON array of them, or NDJSON (`Content-Type: application/x-ndjson`). Each record carries its `type`.",
+  security: [{ bearer: [] }],
+  request: { body: { required: true, content: { "application/json": { schema: z.union([z.union(EventSchemas), z.array(z.union(EventSchemas))]) }, "application/x-ndjson": ndjsonBody } } },
+  responses,
+});
+
+const ingestTyped = createRoute({
+  method: "post",
+  path: "/v1/events/{type}",
+  tags: ["ingest"],
+  summary: "Ingest events of one type",
+  description: "The same as `POST /v1/events`, with the type in the path instead of in each record.",
+  security: [{ bearer: [] }],
+  request: {
+    params: z.object({ type: z.enum(eventTypes.keys().toArray() as [string, ...string[]]).openapi({ param: { name: "type", in: "path" }, example: "sensor.reading" }) }),
+    body: { required: true, content: { "application/json": { schema: z.union([z.union(TypedEventSchemas), z.array(z.union(TypedEventSchemas))]) }, "application/x-ndjson": ndjsonBody } },
+  },
+  responses: { ...responses, 404: problemResponse("Unknown event type in the path") },
+});
+
+export interface IngestRouteDeps {
+  keyring: Keyring;
+  batcher: Batcher;
+}
+
+export function registerIngest(app: OpenAPIHono<AppEnv>, deps: IngestRouteDeps) {
+  // The body is parsed by hand (size limit, NDJSON, per-record errors), so the routes are documented
+  // through the registry and served by plain handlers rather than the zod validator.
+  app.openAPIRegistry.registerPath(ingestAny);
+  app.openAPIRegistry.registerPath(ingestTyped);
+
+  const handle = (pathType: string | undefined) =>
+    async function ingestHandler(c: Context<AppEnv>) {
+      const { config } = c.get("services");
+      if (pathType !== undefined && !eventTypes.has(pathType)) {
+        return problem(c, 404, `Unknown event type "${pathType}"; known: ${[...eventTypes.keys()].join(", ")}.`);
+      }
+      const format = bodyFormat(c.req.header("content-type"));
+      if (!format) return problem(c, 415, `Send ${acceptedContentTypes.join(" or ")}; got ${c.req.header("content-type") ?? "no content type"}.`);
+      const body = await readBodyWithLimit(c.req.raw, config.ingest.maxBodyBytes);
+      if (!body.ok) return problem(c, 413, `The body is larger than ${config.ingest.maxBodyBytes} bytes.`);
+      const parsed = parseRecords(body.bytes, format, config.ingest.maxRecordsPerRequest);
+      if (!parsed.ok) return problem(c, parsed.status, parsed.detail);
+      try {
+        const result = await ingest(parsed.records, pathType, { types: eventTypes, batcher: deps.batcher, policy: config.ingest.eventTime });
+        if (result.accepted > 0) c.get("log").debug("ingested", { accepted: result.accepted, rejected: result.rejected });
+        return c.json(IngestResultSchema.parse(result), result.accepted > 0 ? 202 : 422);
+      } catch (error) {
+        if (error instanceof AppError && error.code.startsWith("bus_")) {
+          c.get("log").warn("bus cannot take writes; answered 503", { error: error.message });
+          return problem(c, 503, "The event bus cannot take writes right now; nothing from this request was accepted.", {}, { "retry-after": String(RETRY_AFTER_S) });
+        }
+        throw error;
+      }
+    };
+
+  app.post("/v1/events", requireScope(deps.keyring, "ingest"), handle(undefined));
+  app.post("/v1/events/:type", requireScope(deps.keyring, "ingest"), (c) => handle(c.req.param("type"))(c));
+}
