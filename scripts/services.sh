@@ -5,6 +5,7 @@
 #   scripts/services.sh status   one line per service
 #   scripts/services.sh down     stop them (add --purge to delete their data too)
 #   scripts/services.sh env      print the connection settings (also written to $STATE_DIR/services.env)
+#   scripts/services.sh kafka-stop | kafka-start   stop or start the broker alone (failure tests)
 #
 # Downloads and builds are cached outside the repo (~/.m2, ~/go, $CACHE_DIR), so only the first run is slow.
 set -euo pipefail
@@ -265,6 +266,9 @@ case "${1:-}" in
     if [ "${2:-}" = "--purge" ]; then rm -rf "$STATE_DIR"; log "removed $STATE_DIR"; fi
     ;;
   status) status ;;
+  # For failure tests: take the broker away and bring it back (its data stays).
+  kafka-stop) kafka_down ;;
+  kafka-start) kafka_up ;;
   env) write_env; cat "$STATE_DIR/services.env" ;;
-  *) echo "usage: $0 up|down [--purge]|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [--purge]|status|env|kafka-stop|kafka-start" >&2; exit 2 ;;
 esac

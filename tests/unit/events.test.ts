@@ -23,7 +23,7 @@ const invalid: Record<string, [field: string, value: unknown][]> = {
 };
 
 describe.each([...eventTypes.values()].map((t) => [t.type, t] as const))("%s", (type, eventType) => {
-  const example = { type, ...eventType.example, event_time: "2026-11-21T11:59:00Z" };
+  const example: Record<string, unknown> = { type, ...eventType.example, event_time: "2026-11-21T11:59:00Z" };
 
   test("its documented example is valid and becomes an envelope keyed by the device field", () => {
     const result = validate(example);

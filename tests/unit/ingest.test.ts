@@ -32,7 +32,7 @@ afterAll(async () => {
 const NOW_ISO = () => new Date(Date.now() - 1_000).toISOString();
 const reading = (i: number, extra: Record<string, unknown> = {}) => ({ type: "sensor.reading", sensor_id: `s-${i}`, temperature: 20 + (i % 10), humidity: 50, event_time: NOW_ISO(), ...extra });
 
-function post(body: BodyInit, { contentType = "application/json", key = "writer-key", path = "/v1/events", headers = {} as Record<string, string> } = {}) {
+function post(body: string | Uint8Array, { contentType = "application/json", key = "writer-key", path = "/v1/events", headers = {} as Record<string, string> } = {}) {
   return app.request(path, { method: "POST", body, headers: { "content-type": contentType, ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers } });
 }
 
