@@ -2,10 +2,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { createKafkaBus } from "../../lib/bus/kafka.ts";
 import type { Bus, PartitionOffset } from "../../lib/bus/types.ts";
-import { decodeEnvelope } from "../../lib/events/index.ts";
 import { createLogger } from "../../lib/log.ts";
 import { topics } from "../../lib/topics.ts";
 import { GATEWAY_KEY, startServicesGateway } from "../support/gateway.ts";
+import { readEnvelopesSince } from "../support/kafka.ts";
 import { services, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
@@ -39,22 +39,6 @@ async function send(body: string, contentType = "application/json") {
   return fetch(`${gateway.url}/v1/events`, { method: "POST", body, headers: { "content-type": contentType, authorization: `Bearer ${GATEWAY_KEY}` }, signal: AbortSignal.timeout(30_000) });
 }
 
-/** Envelopes in events.raw written since the test began. */
-async function readBack(expected: number) {
-  const seen: string[] = [];
-  const consumer = await bus.consume({
-    group: uniqueName("readback"),
-    topics: [topics.raw],
-    onAssign: async () => startOffsets,
-    onBatch: async (batch) => void seen.push(...batch.records.map((r) => decodeEnvelope(r.value).event_id)),
-  });
-  const ends = await bus.endOffsets(topics.raw);
-  const total = ends.reduce((sum, e) => sum + e.offset - (startOffsets.find((s) => s.partition === e.partition)?.offset ?? 0), 0);
-  await waitFor(() => seen.length >= Math.max(total, expected), { timeoutMs: 30_000, what: `${total} records read back` });
-  await consumer.stop();
-  return seen;
-}
-
 test("acknowledged events are in Kafka exactly once; a stopped broker gives 503 + Retry-After, then ingest recovers", async () => {
   const acknowledged: string[] = [];
   const first = await send(JSON.stringify(Array.from({ length: 200 }, (_, i) => telemetry(i))));
@@ -86,7 +70,7 @@ test("acknowledged events are in Kafka exactly once; a stopped broker gives 503 
   acknowledged.push(...recovered.event_ids);
   expect((await fetch(`${gateway.url}/readyz`)).status).toBe(200);
 
-  const inKafka = await readBack(acknowledged.length);
+  const inKafka = (await readEnvelopesSince(bus, topics.raw, startOffsets)).map((e) => e.event_id);
   const counts = new Map<string, number>();
   for (const id of inKafka) counts.set(id, (counts.get(id) ?? 0) + 1);
   expect(acknowledged).toHaveLength(270);

@@ -1,0 +1,51 @@
+import { describe, expect, test } from "bun:test";
+import { domains } from "../../generators/domains/index.ts";
+import { createEventStream, noFaults } from "../../generators/stream.ts";
+import { defaultEventTimePolicy, eventTypes, validateRecord } from "../../lib/events/index.ts";
+
+const START = Date.parse("2026-11-21T10:00:00Z");
+const validate = (event: Record<string, unknown>) => validateRecord(event, { types: eventTypes, now: START + 3_600_000, policy: defaultEventTimePolicy, newEventId: () => "x" });
+
+describe.each([...domains.keys()])("simulator %s", (name) => {
+  const domain = domains.get(name);
+  if (!domain) throw new Error(name);
+  const stream = (seed: number, faults = noFaults) => createEventStream({ domain, devices: 25, seed, rate: 100, startTime: START, faults });
+
+  test("the same seed gives the same events, ids and times included; another seed differs", () => {
+    const a = stream(7).take(500);
+    expect(stream(7).take(500)).toEqual(a);
+    expect(stream(8).take(500)).not.toEqual(a);
+    expect(a[1]?.event_time).toBe(START + 10);
+  });
+
+  test("without faults every event passes the contract's validation", () => {
+    for (const event of stream(3).take(2_000)) {
+      const result = validate(event);
+      if (!result.ok) throw new Error(`${JSON.stringify(event)}: ${JSON.stringify(result.errors)}`);
+    }
+  });
+
+  test("fault injection: invalid records fail validation, duplicates repeat ids, late events lie 3–10 min back", () => {
+    const events = stream(5, { lateFraction: 0.1, outOfOrder: 0, duplicates: 0.1, invalidFraction: 0.1 }).take(3_000);
+    const invalid = events.filter((e) => !validate(e).ok).length;
+    expect(invalid).toBeGreaterThan(150);
+    expect(invalid).toBeLessThan(450);
+    const ids = events.map((e) => e.event_id);
+    expect(ids.length - new Set(ids).size).toBeGreaterThan(150);
+    const expected = (i: number) => START + Math.round((i * 1000) / 100);
+    const lateness = events.filter((e) => !ids.slice(0, ids.indexOf(e.event_id)).includes(e.event_id)).map((e) => expected(Number(String(e.event_id).split("-").pop())) - e.event_time);
+    expect(lateness.filter((l) => l >= 3 * 60_000 && l <= 10 * 60_000).length).toBeGreaterThan(150);
+  });
+});
+
+test("the vehicle simulator's dims cover models, the Black/White/Silver colours, and every car it drives", () => {
+  const vehicle = domains.get("vehicle");
+  if (!vehicle) throw new Error("vehicle");
+  const { dims, take } = createEventStream({ domain: vehicle, devices: 30, seed: 1, rate: 10, startTime: START, faults: noFaults });
+  expect(dims.car_colors?.map((c) => c.color_name)).toEqual(expect.arrayContaining(["Black", "White", "Silver"]));
+  const carIds = new Set(dims.cars?.map((c) => c.car_id));
+  expect(carIds.size).toBe(30);
+  for (const event of take(300)) expect(carIds.has(event.car_id as number)).toBe(true);
+  const modelIds = new Set(dims.car_models?.map((m) => m.model_id));
+  for (const car of dims.cars ?? []) expect(modelIds.has(car.model_id as number)).toBe(true);
+});
