@@ -1,7 +1,5 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import postgres, { type Sql } from "postgres";
 import type { Config } from "../config.ts";
 import { DbError } from "../errors.ts";
@@ -55,6 +53,8 @@ export async function connectPostgres(url: string, logger: Logger, options: { ma
  */
 export async function startPglite(dir: string, logger: Logger): Promise<Db> {
   await mkdir(dir, { recursive: true });
+  // Loaded only in embedded mode: the WASM build is large and a services-mode process never needs it.
+  const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([import("@electric-sql/pglite"), import("@electric-sql/pglite-socket")]);
   const pglite = await PGlite.create(dir);
   const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: 1 });
   await server.start();
