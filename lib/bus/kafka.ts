@@ -1,6 +1,7 @@
-import { Kafka, KafkaJSError, KafkaJSProtocolError, logLevel, Partitioners, type Admin, type Consumer as KafkaConsumer, type LogEntry, type Producer } from "kafkajs";
+import { Kafka, KafkaJSError, KafkaJSProtocolError, logLevel, type Admin, type Consumer as KafkaConsumer, type LogEntry } from "kafkajs";
 import { BusRequestError, BusUnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { startProducerThread } from "./kafka-producer-client.ts";
 import { partitionFor } from "./partitioner.ts";
 import { PositionTracker } from "./positions.ts";
 import type { Batch, Bus, ConsumeOptions, Consumer, DeliveredRecord, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec } from "./types.ts";
@@ -83,19 +84,14 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   };
 
   const admin = connectOnce<Admin>(() => kafka.admin());
-  const producer = connectOnce<Producer>(() =>
-    // Idempotent: a retried send is written once. Retries are bounded so that a broker outage
-    // surfaces as BusUnavailableError (a 503 upstream) instead of an endless wait.
-    kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 5,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
-    }),
-  );
+  // kafkajs encodes records in JS at several microseconds each: that work runs on its own thread so it
+  // does not compete with the caller's (the gateway's HTTP and validation).
+  let producer: ReturnType<typeof startProducerThread> | undefined;
+  const producerThread = () => {
+    producer ??= startProducerThread({ brokers: options.brokers, clientId: options.clientId ?? "devpipe", logger });
+    return producer;
+  };
   const getAdmin = admin.get;
-  const getProducer = producer.get;
 
   const partitionCount = async (topic: string) => {
     const known = partitionCounts.get(topic);
@@ -146,19 +142,9 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       const send = async () => {
         const count = await partitionCount(topic);
         const partitions = records.map((r) => partitionFor(r.key, count));
-        const metadata = await (await getProducer()).send({
-          topic,
-          acks: -1,
-          messages: records.map((r, i) => ({
-            key: r.key,
-            value: Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength),
-            partition: partitions[i],
-            headers: r.headers,
-            timestamp: String(r.timestamp ?? Date.now()),
-          })),
-        });
+        const baseOffsets = await producerThread().send(topic, records, partitions);
         // One entry per partition with the base offset; records keep their order within a partition.
-        const nextOffset = new Map(metadata.map((m) => [m.partition, Number(m.baseOffset)]));
+        const nextOffset = new Map(baseOffsets);
         return partitions.map((partition) => {
           const offset = nextOffset.get(partition);
           if (offset === undefined) throw new BusUnavailableError(`produce to ${topic}: no acknowledgement for partition ${partition}`);
@@ -306,9 +292,10 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     async close() {
       await Promise.allSettled([...consumers].map((c) => c.disconnect()));
       consumers.clear();
-      const clients = await Promise.allSettled([producer.current(), admin.current()]);
-      await Promise.allSettled(clients.map((c) => (c.status === "fulfilled" ? c.value?.disconnect() : undefined)));
-      producer.reset();
+      await producer?.close().catch(() => undefined);
+      producer = undefined;
+      const client = await admin.current()?.catch(() => undefined);
+      await client?.disconnect().catch(() => undefined);
       admin.reset();
     },
   };
