@@ -1,4 +1,5 @@
-import { Kafka, KafkaJSError, logLevel, Partitioners, type Producer } from "kafkajs";
+import { KafkaJSError, Partitioners, type Producer } from "kafkajs";
+import { createKafkaClient } from "./kafka-client.ts";
 import type { FromProducer, ToProducer } from "./kafka-produce-protocol.ts";
 
 /**
@@ -7,7 +8,6 @@ import type { FromProducer, ToProducer } from "./kafka-produce-protocol.ts";
  */
 declare const self: { postMessage(message: FromProducer): void; onmessage: ((event: MessageEvent<ToProducer>) => void) | null };
 const post = (message: FromProducer) => self.postMessage(message);
-const levels = { [logLevel.ERROR]: "error", [logLevel.WARN]: "warn", [logLevel.INFO]: "info", [logLevel.DEBUG]: "debug" } as const;
 let producer: Producer | undefined;
 let connecting: Promise<Producer> | undefined;
 let start: Extract<ToProducer, { kind: "start" }> | undefined;
@@ -15,20 +15,7 @@ let start: Extract<ToProducer, { kind: "start" }> | undefined;
 const connected = () => {
   connecting ??= (async () => {
     if (!start) throw new Error("producer thread not started");
-    const kafka = new Kafka({
-      clientId: start.clientId,
-      brokers: start.brokers,
-      connectionTimeout: 3_000,
-      requestTimeout: 15_000,
-      retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 6, factor: 0.2, multiplier: 2 },
-      logLevel: logLevel.WARN,
-      logCreator:
-        () =>
-        ({ level, log }) => {
-          const { message, ...fields } = log;
-          post({ kind: "log", level: levels[level as keyof typeof levels] ?? "info", message, fields });
-        },
-    });
+    const kafka = createKafkaClient({ brokers: start.brokers, clientId: start.clientId, log: (level, message, fields) => post({ kind: "log", level, message, fields }) });
     const created = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner, retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 } });
     await created.connect();
     producer = created;

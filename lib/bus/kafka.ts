@@ -1,6 +1,7 @@
-import { Kafka, KafkaJSError, KafkaJSProtocolError, logLevel, type Admin, type Consumer as KafkaConsumer, type LogEntry } from "kafkajs";
+import { KafkaJSError, KafkaJSProtocolError, type Admin, type Consumer as KafkaConsumer } from "kafkajs";
 import { BusRequestError, BusUnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { createKafkaClient } from "./kafka-client.ts";
 import { startProducerThread } from "./kafka-producer-client.ts";
 import { partitionFor } from "./partitioner.ts";
 import { PositionTracker } from "./positions.ts";
@@ -14,12 +15,6 @@ export interface KafkaBusOptions {
   produceTimeoutMs?: number;
 }
 
-const kafkaLevels: Record<number, "error" | "warn" | "info" | "debug"> = {
-  [logLevel.ERROR]: "error",
-  [logLevel.WARN]: "warn",
-  [logLevel.INFO]: "info",
-  [logLevel.DEBUG]: "debug",
-};
 
 /** kafkajs marks each error retriable or not; keep that in our own hierarchy. */
 function toBusError(error: unknown, what: string): Error {
@@ -40,24 +35,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   if (options.brokers.length === 0) throw new BusRequestError("createKafkaBus: at least one broker is required");
   const logger = options.logger.child({ component: "bus.kafka" });
   const produceTimeoutMs = options.produceTimeoutMs ?? 10_000;
-  const kafka = new Kafka({
-    clientId: options.clientId ?? "devpipe",
-    brokers: options.brokers,
-    connectionTimeout: 3_000,
-    requestTimeout: 15_000,
-    // kafkajs retries what the protocol marks retriable, with jittered exponential backoff.
-    retry: { initialRetryTime: 100, maxRetryTime: 5_000, retries: 6, factor: 0.2, multiplier: 2 },
-    logLevel: logLevel.WARN,
-    logCreator:
-      () =>
-      ({ level, log: entry }: LogEntry) => {
-        const { message, ...fields } = entry;
-        // kafkajs logs every error response ("Response Heartbeat(...)") before its retry logic handles it:
-        // coordinator moves and rebalances are routine, not errors of ours.
-        const routine = level === logLevel.ERROR && message.startsWith("Response ");
-        logger[routine ? "warn" : (kafkaLevels[level] ?? "info")](message, fields);
-      },
-  });
+  const kafka = createKafkaClient({ brokers: options.brokers, clientId: options.clientId ?? "devpipe", log: (level, message, fields) => logger[level](message, fields) });
 
   const partitionCounts = new Map<string, number>();
   const consumers = new Set<KafkaConsumer>();

@@ -2,9 +2,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { createKafkaBus } from "../../lib/bus/kafka.ts";
 import { createLogger } from "../../lib/log.ts";
 import { topics } from "../../lib/topics.ts";
-import { freshDatabase } from "../support/pg.ts";
+import { startServicesGateway } from "../support/gateway.ts";
 import { freePort, startProcess } from "../support/process.ts";
-import { services, uniqueName } from "../support/services.ts";
+import { services } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -47,30 +47,14 @@ describe("bun run start (embedded)", () => {
 
 describe("bun run api (services mode: real Kafka, Postgres, S3)", () => {
   test("is ready against the real services and has created the pipeline's topics", async () => {
-    const database = await freshDatabase();
-    const { kafkaBrokers, s3 } = services();
-    const port = freePort();
-    const app = startProcess(["api"], {
-      PORT: String(port),
-      DATA_DIR: `${scratch.path}/services`,
-      KAFKA_BROKERS: kafkaBrokers.join(","),
-      DATABASE_URL: database.url,
-      LAKE_URL: `s3://${s3.bucket}/${uniqueName("e2e")}`,
-      S3_ENDPOINT: s3.endpoint,
-      AWS_ACCESS_KEY_ID: s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-      AWS_REGION: s3.region,
-    });
+    const gateway = await startServicesGateway(`${scratch.path}/services`);
     try {
-      expect(await ready(port)).toMatchObject({ ready: true });
-      expect(app.output()).toContain('"mode":"services"');
-      const bus = createKafkaBus({ brokers: kafkaBrokers, logger: createLogger({}, () => undefined) });
+      expect(gateway.app.output()).toContain('"mode":"services"');
+      const bus = createKafkaBus({ brokers: services().kafkaBrokers, logger: createLogger({}, () => undefined) });
       for (const topic of Object.values(topics)) expect((await bus.partitions(topic)).length).toBeGreaterThan(0);
       await bus.close();
     } finally {
-      app.child.kill("SIGTERM");
-      expect(await app.exited()).toBe(0);
-      await database.drop();
+      expect(await gateway.stop()).toBe(0);
     }
   });
 });
