@@ -20,7 +20,7 @@ bun run typecheck
 export NODE_ENV=test
 mkdir -p .test-output
 set +e
-bun test tests/unit tests/integration tests/e2e 2>&1 | tee .test-output/bun-test.log
+bun test --timeout 60000 tests/unit tests/integration tests/e2e 2>&1 | tee .test-output/bun-test.log
 status=${PIPESTATUS[0]}
 set -e
 
