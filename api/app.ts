@@ -1,7 +1,6 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { createBatcher } from "../lib/bus/batcher.ts";
 import type { Services } from "../lib/services.ts";
-import { topics } from "../lib/topics.ts";
 import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
 import { requestContext } from "./middleware/request-context.ts";
@@ -33,7 +32,7 @@ export function createApp(services: Services, options: AppOptions) {
   registerHealth(app);
   registerDocs(app);
   const { ingest } = services.config;
-  const batcher = createBatcher(services.bus, topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });
+  const batcher = createBatcher(services.bus, services.topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });
   registerIngest(app, { keyring, batcher });
   registerDims(app, keyring);
   app.doc31("/openapi.json", openApiInfo);

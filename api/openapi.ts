@@ -1,6 +1,7 @@
 import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import type { Services } from "../lib/services.ts";
+import { topicNames } from "../lib/topics.ts";
 import { createApp, openApiInfo } from "./app.ts";
 
 /** Stands in for a connection the document never uses: any use of it throws. */
@@ -19,6 +20,7 @@ export function openApiDocument() {
     bus: unreachable("bus"),
     db: unreachable("db"),
     lake: unreachable("lake"),
+    topics: topicNames(),
   };
   return createApp(services, { apiKeys: [] }).getOpenAPI31Document(openApiInfo);
 }

@@ -70,6 +70,8 @@ export const envSchema = z.object({
   API_KEYS: optional(apiKeys),
   /** Partitions per topic, for both the Kafka and the embedded bus. */
   BUS_PARTITIONS: optional(integer(1, 256)).default(4),
+  /** Prefixes every topic and consumer group: several pipelines (or test runs) can share one Kafka. */
+  TOPIC_PREFIX: optional(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "1–100 of [A-Za-z0-9._-]")).default(""),
   LOG_LEVEL: optional(z.enum(["debug", "info", "warn", "error"])).default("info"),
   /** Ingest limits and batching. */
   MAX_BODY_BYTES: optional(integer(1_024, 256 * 1024 * 1024)).default(5 * 1024 * 1024),
@@ -94,6 +96,7 @@ export interface Config {
   s3: { endpoint: string | undefined; region: string; accessKeyId: string | undefined; secretAccessKey: string | undefined };
   apiKeys: { key: string; scopes: Scope[] }[] | undefined;
   busPartitions: number;
+  topicPrefix: string;
   logLevel: Env["LOG_LEVEL"];
   ingest: {
     maxBodyBytes: number;
@@ -135,6 +138,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     s3: { endpoint: e.S3_ENDPOINT, region: e.AWS_REGION, accessKeyId: e.AWS_ACCESS_KEY_ID, secretAccessKey: e.AWS_SECRET_ACCESS_KEY },
     apiKeys: e.API_KEYS,
     busPartitions: e.BUS_PARTITIONS,
+    topicPrefix: e.TOPIC_PREFIX,
     logLevel: e.LOG_LEVEL,
     ingest: {
       maxBodyBytes: e.MAX_BODY_BYTES,

@@ -5,7 +5,7 @@ import { type Db, openDb } from "./db/index.ts";
 import { openLake } from "./lake/index.ts";
 import type { ObjectStore } from "./lake/types.ts";
 import type { Logger } from "./log.ts";
-import { topicSpecs } from "./topics.ts";
+import { type Topics, topicNames, topicSpecs } from "./topics.ts";
 
 /** Connections to the external systems, opened once per process and shared by api and workers. */
 export interface Services {
@@ -14,16 +14,18 @@ export interface Services {
   bus: Bus;
   db: Db;
   lake: ObjectStore;
+  topics: Topics;
 }
 
 export type Check = { status: "ok" } | { status: "failing"; error: string };
 
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
   const bus = await openBus(config, logger);
+  const topics = topicNames(config.topicPrefix);
   try {
-    await bus.ensureTopics(topicSpecs(config.busPartitions));
+    await bus.ensureTopics(topicSpecs(topics, config.busPartitions));
     const db = await openDb(config, logger);
-    return { config, logger, bus, db, lake: openLake(config) };
+    return { config, logger, bus, db, lake: openLake(config), topics };
   } catch (error) {
     await bus.close().catch(() => undefined);
     throw error;

@@ -1,13 +1,17 @@
 import type { TopicSpec } from "./bus/types.ts";
 
-/** The topics of the data flow in ARCHITECTURE.md. */
-export const topics = {
-  raw: "events.raw",
-  enriched: "events.enriched",
-  late: "events.late",
-  alerts: "alerts",
-} as const;
+/** The topics of the data flow in ARCHITECTURE.md, under an optional prefix (TOPIC_PREFIX). */
+export interface Topics {
+  raw: string;
+  enriched: string;
+  late: string;
+  alerts: string;
+}
 
-export function topicSpecs(partitions: number): TopicSpec[] {
+export function topicNames(prefix = ""): Topics {
+  return { raw: `${prefix}events.raw`, enriched: `${prefix}events.enriched`, late: `${prefix}events.late`, alerts: `${prefix}alerts` };
+}
+
+export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
   return Object.values(topics).map((name) => ({ name, partitions }));
 }

@@ -1,11 +1,30 @@
 import type { Services } from "../lib/services.ts";
+import { createAlertsJob } from "./alerts/job.ts";
+import { createDimsCache } from "./enrich/dims-cache.ts";
+import { createEnrichJob } from "./enrich/job.ts";
+import { type RunnerOptions, runJob, type StreamJob } from "./runner.ts";
 
 /** A stream job the runner can host: it starts consuming and resolves a function that stops it. */
 export interface Job {
   name: string;
   description: string;
-  start(services: Services): Promise<() => Promise<void>>;
+  start(services: Services, options?: RunnerOptions): Promise<() => Promise<void>>;
 }
 
+const hosted = (name: string, description: string, create: (services: Services) => Promise<StreamJob>): Job => ({
+  name,
+  description,
+  async start(services, options) {
+    const job = await create(services);
+    const running = await runJob(job, services, options);
+    return running.stop;
+  },
+});
+
 /** Every job, by name. A job is added here and nowhere else. */
-export const jobs: Record<string, Job> = {};
+export const jobs: Record<string, Job> = {
+  enrich: hosted("enrich", "events.raw → events.enriched: dims join, expected_gear", async (s) =>
+    createEnrichJob({ bus: s.bus, topics: s.topics, dims: await createDimsCache(s.db.sql, s.logger.child({ job: "enrich" })), logger: s.logger.child({ job: "enrich" }) }),
+  ),
+  alerts: hosted("alerts", "events.enriched → alerts (Postgres, topic): speeding, gear_mismatch, high_rpm", async (s) => createAlertsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "alerts" }) })),
+};

@@ -6,7 +6,7 @@ import { DbError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { migrate } from "./migrate.ts";
 
-export type { Sql } from "postgres";
+export type { Sql, TransactionSql as Tx } from "postgres";
 
 export interface Db {
   readonly kind: "postgres" | "pglite";

@@ -1,3 +1,5 @@
+import { parseInstant } from "../time.ts";
+
 /**
  * `event_time` is ISO-8601 with a zone ("2026-11-21T10:15:30.250Z", "…+01:00") or epoch milliseconds.
  * Policy: a time more than `maxFutureMs` ahead of the server clock (default 1 h of clock skew) or more
@@ -12,28 +14,13 @@ export interface EventTimePolicy {
 
 export const defaultEventTimePolicy: EventTimePolicy = { maxFutureMs: 60 * 60 * 1000, maxAgeMs: 365 * 24 * 60 * 60 * 1000 };
 
-const ISO_WITH_ZONE = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(\.\d+)?(Z|[+-]\d{2}:?\d{2})$/i;
-
 export type EventTimeResult = { ok: true; ms: number } | { ok: false; message: string };
 
 export function parseEventTime(value: unknown, now: number, policy: EventTimePolicy = defaultEventTimePolicy): EventTimeResult {
-  let ms: number;
-  if (typeof value === "number") {
-    if (!Number.isSafeInteger(value)) return { ok: false, message: "epoch milliseconds must be a whole number" };
-    ms = value;
-  } else if (typeof value === "string") {
-    const match = ISO_WITH_ZONE.exec(value);
-    if (!match) return { ok: false, message: "expected ISO-8601 with a zone (e.g. 2026-11-21T10:15:30Z) or epoch milliseconds" };
-    // Date.parse is only exact to milliseconds; longer fractions are truncated, not rounded.
-    const fraction = (match[3] ?? "").slice(0, 4);
-    const zone = match[4]?.toUpperCase() === "Z" ? "Z" : (match[4] ?? "").replace(/^([+-]\d{2})(\d{2})$/, "$1:$2");
-    ms = Date.parse(`${match[1]}T${match[2]}${fraction}${zone}`);
-    if (Number.isNaN(ms)) return { ok: false, message: `not a valid date-time: ${value}` };
-  } else if (value === undefined) {
-    return { ok: false, message: "required" };
-  } else {
-    return { ok: false, message: "expected an ISO-8601 string or epoch milliseconds" };
-  }
+  if (value === undefined) return { ok: false, message: "required" };
+  const parsed = parseInstant(value);
+  if (!parsed.ok) return parsed;
+  const { ms } = parsed;
   if (ms > now + policy.maxFutureMs) return { ok: false, message: `${new Date(ms).toISOString()} is more than ${policy.maxFutureMs / 60_000} min ahead of the server clock` };
   if (ms < now - policy.maxAgeMs) {
     const hint = ms < Date.UTC(2000, 0, 1) ? " (epoch seconds sent instead of milliseconds?)" : "";

@@ -3,12 +3,15 @@ import { join } from "node:path";
 import { createKafkaBus } from "../../lib/bus/kafka.ts";
 import type { Bus, PartitionOffset } from "../../lib/bus/types.ts";
 import { createLogger } from "../../lib/log.ts";
-import { topics } from "../../lib/topics.ts";
+import { topicNames } from "../../lib/topics.ts";
 import { GATEWAY_KEY, startServicesGateway } from "../support/gateway.ts";
 import { readEnvelopesSince } from "../support/kafka.ts";
 import { services, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
+
+/** The gateway under test runs without TOPIC_PREFIX. */
+const topics = topicNames();
 
 /**
  * The gateway process against the real Kafka broker: what it acknowledges is in events.raw, once;

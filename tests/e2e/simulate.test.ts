@@ -3,12 +3,15 @@ import { join } from "node:path";
 import { createKafkaBus } from "../../lib/bus/kafka.ts";
 import type { Bus, PartitionOffset } from "../../lib/bus/types.ts";
 import { createLogger } from "../../lib/log.ts";
-import { topics } from "../../lib/topics.ts";
+import { topicNames } from "../../lib/topics.ts";
 import { GATEWAY_KEY, startServicesGateway } from "../support/gateway.ts";
 import { readEnvelopesSince } from "../support/kafka.ts";
 import { startProcess } from "../support/process.ts";
 import { services } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
+
+/** The gateway under test runs without TOPIC_PREFIX. */
+const topics = topicNames();
 
 /** `bun run simulate` as a person runs it, against the gateway on real Kafka: what it counts is what Kafka holds. */
 const scratch = tempDir("devpipe-simulate-e2e-");

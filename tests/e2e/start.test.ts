@@ -1,12 +1,15 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { createKafkaBus } from "../../lib/bus/kafka.ts";
 import { createLogger } from "../../lib/log.ts";
-import { topics } from "../../lib/topics.ts";
+import { topicNames } from "../../lib/topics.ts";
 import { startServicesGateway } from "../support/gateway.ts";
 import { freePort, startProcess } from "../support/process.ts";
 import { services } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
+
+/** The gateway under test runs without TOPIC_PREFIX. */
+const topics = topicNames();
 
 /** `bun run start` as a user runs it: a real process, real ports, SIGTERM to stop. */
 const scratch = tempDir("devpipe-e2e-");

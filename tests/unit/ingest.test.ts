@@ -6,7 +6,6 @@ import { loadConfig } from "../../lib/config.ts";
 import { decodeEnvelope } from "../../lib/events/index.ts";
 import { createLogger } from "../../lib/log.ts";
 import { closeServices, openServices, type Services } from "../../lib/services.ts";
-import { topics } from "../../lib/topics.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -41,8 +40,8 @@ type ProblemBody = { type: string; title: string; status: number; detail: string
 
 async function rawRecords(): Promise<DeliveredRecord[]> {
   const seen: DeliveredRecord[] = [];
-  const consumer = await services.bus.consume({ group: `reader-${crypto.randomUUID()}`, topics: [topics.raw], onBatch: async (b) => void seen.push(...b.records) });
-  const total = (await services.bus.endOffsets(topics.raw)).reduce((s, p) => s + p.offset, 0);
+  const consumer = await services.bus.consume({ group: `reader-${crypto.randomUUID()}`, topics: [services.topics.raw], onBatch: async (b) => void seen.push(...b.records) });
+  const total = (await services.bus.endOffsets(services.topics.raw)).reduce((s, p) => s + p.offset, 0);
   await waitFor(() => seen.length >= total, { what: "all raw records" });
   await consumer.stop();
   return seen;
@@ -161,7 +160,7 @@ describe("auth", () => {
 test("503 with Retry-After when the bus cannot take writes, and nothing is reported accepted", async () => {
   const busDir = tempDir("devpipe-ingest-bus-");
   const bus = await createEmbeddedBus({ dir: busDir.path, logger: quiet });
-  await bus.ensureTopics([{ name: topics.raw, partitions: 1 }]);
+  await bus.ensureTopics([{ name: services.topics.raw, partitions: 1 }]);
   await bus.close();
   const broken = createApp({ ...services, bus }, { apiKeys });
   const response = await broken.request("/v1/events", { method: "POST", body: JSON.stringify(reading(1)), headers: { "content-type": "application/json", authorization: "Bearer writer-key" } });

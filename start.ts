@@ -1,0 +1,50 @@
+/**
+ * `bun run start`: the whole pipeline in one process, embedded mode by default: the gateway and every
+ * stream job. `bun run demo` (`--demo`) adds the device simulators, which reach the gateway over HTTP
+ * like any device. This is the one place that composes api/ and workers/.
+ */
+import { parseArgs } from "node:util";
+import { startGateway } from "./api/server.ts";
+import { simulate } from "./generators/cli.ts";
+import { loadConfig } from "./lib/config.ts";
+import { createLogger } from "./lib/log.ts";
+import { exitOnStartupError, onShutdownSignal } from "./lib/process.ts";
+import { closeServices, openServices } from "./lib/services.ts";
+import { jobs } from "./workers/jobs.ts";
+
+/** A modest load from every domain, so a newcomer sees every part of the pipeline fill. */
+const demoLoad: [domain: string, devices: number, rate: number][] = [
+  ["vehicle", 25, 50],
+  ["location", 20, 20],
+  ["smartcity", 5, 20],
+  ["iot", 20, 40],
+  ["activity", 30, 40],
+];
+
+function startSimulators(url: string, keys: { key: string; scopes: string[] }[]) {
+  const key = keys.find((k) => k.scopes.includes("ingest") && k.scopes.includes("admin")) ?? keys.find((k) => k.scopes.includes("ingest"));
+  if (!key) throw new Error("--demo needs an API key with the ingest scope");
+  for (const [domain, devices, rate] of demoLoad) {
+    simulate([domain, "--devices", String(devices), "--rate", String(rate), "--duration", "0", "--url", url, "--key", key.key, "--quiet"]).catch((error: unknown) =>
+      logger.error("simulator stopped", { domain, error }),
+    );
+  }
+  logger.info("simulators started", { domains: demoLoad.map(([d]) => d) });
+}
+
+const { values: flags } = parseArgs({ options: { demo: { type: "boolean", default: false } } });
+const logger = createLogger({ process: "all-in-one" });
+try {
+  const services = await openServices(loadConfig(), logger);
+  const gateway = await startGateway(services);
+  const stopJobs = await Promise.all(Object.values(jobs).map((job) => job.start(services)));
+  logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: Object.keys(jobs), demo: flags.demo });
+  if (flags.demo) startSimulators(gateway.url, gateway.keys);
+  onShutdownSignal(logger, async () => {
+    await gateway.stop();
+    await Promise.all(stopJobs.map((stop) => stop()));
+    await closeServices(services);
+  });
+} catch (error) {
+  exitOnStartupError(logger, error);
+}
