@@ -5,6 +5,7 @@ import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { problem } from "./problem.ts";
+import { registerAlerts } from "./routes/alerts/index.ts";
 import { registerDims } from "./routes/dims/index.ts";
 import { registerDocs } from "./routes/docs.ts";
 import { registerIngest } from "./routes/events/ingest.ts";
@@ -35,6 +36,7 @@ export function createApp(services: Services, options: AppOptions) {
   const batcher = createBatcher(services.bus, services.topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });
   registerIngest(app, { keyring, batcher });
   registerDims(app, keyring);
+  registerAlerts(app, keyring);
   app.doc31("/openapi.json", openApiInfo);
   app.notFound((c) => problem(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((error, c) => {

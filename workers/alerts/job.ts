@@ -5,7 +5,7 @@ import { decodeEnvelope } from "../../lib/events/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import type { StreamJob } from "../runner.ts";
-import { matchingRules } from "./rules.ts";
+import { matchingRules } from "../../lib/alert-rules.ts";
 
 const encoder = new TextEncoder();
 
