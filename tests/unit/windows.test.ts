@@ -1,0 +1,84 @@
+import { describe, expect, test } from "bun:test";
+import { SessionWindows, TimeWindows, windowsFor } from "../../workers/windows/spec.ts";
+import { WatermarkTracker } from "../../workers/windows/watermark.ts";
+
+const MIN = 60_000;
+const at = (iso: string) => Date.parse(iso);
+
+describe("window specs", () => {
+  test("are immutable and require their grace and sizes at construction", () => {
+    const spec = TimeWindows.ofSizeAndGrace(MIN, 2 * MIN);
+    expect(Object.isFrozen(spec)).toBe(true);
+    expect(() => TimeWindows.ofSizeAndGrace(0, 0)).toThrow(RangeError);
+    expect(() => TimeWindows.ofSizeAndGrace(MIN, -1)).toThrow(RangeError);
+    expect(() => TimeWindows.ofSizeAndGrace(MIN, 0).advanceBy(2 * MIN)).toThrow(RangeError);
+    expect(() => SessionWindows.ofInactivityGapAndGrace(30 * MIN, Number.NaN)).toThrow(RangeError);
+    expect(SessionWindows.ofInactivityGapAndGrace(30 * MIN, 2 * MIN)).toEqual({ kind: "session", gapMs: 30 * MIN, graceMs: 2 * MIN });
+  });
+
+  test("tumbling windows align to the epoch: one window per timestamp, half-open", () => {
+    const oneMinute = TimeWindows.ofSizeAndGrace(MIN, 2 * MIN);
+    expect(windowsFor(oneMinute, at("2026-11-21T10:15:30.250Z"))).toEqual([{ start: at("2026-11-21T10:15:00Z"), end: at("2026-11-21T10:16:00Z") }]);
+    expect(windowsFor(oneMinute, at("2026-11-21T10:16:00Z"))[0]?.start).toBe(at("2026-11-21T10:16:00Z"));
+    const oneDay = TimeWindows.ofSizeAndGrace(24 * 60 * MIN, 2 * MIN);
+    expect(windowsFor(oneDay, at("2026-11-21T23:59:59.999Z"))).toEqual([{ start: at("2026-11-21T00:00:00Z"), end: at("2026-11-22T00:00:00Z") }]);
+  });
+
+  test("hopping windows: a 15-minute window every minute puts each timestamp in 15 windows", () => {
+    const spec = TimeWindows.ofSizeAndGrace(15 * MIN, 2 * MIN).advanceBy(MIN);
+    const windows = windowsFor(spec, at("2026-11-21T10:15:30Z"));
+    expect(windows).toHaveLength(15);
+    expect(windows[0]).toEqual({ start: at("2026-11-21T10:01:00Z"), end: at("2026-11-21T10:16:00Z") });
+    expect(windows[14]).toEqual({ start: at("2026-11-21T10:15:00Z"), end: at("2026-11-21T10:30:00Z") });
+    expect(windowsFor(spec, at("2026-11-21T10:15:00Z"))[0]?.start).toBe(at("2026-11-21T10:01:00Z"));
+  });
+});
+
+describe("watermark", () => {
+  const tracker = (clock: { t: number }) => new WatermarkTracker({ latenessMs: 2 * MIN, idleTimeoutMs: 30_000, now: () => clock.t });
+
+  test("is the minimum over partitions of max event time minus the lateness, and never moves back", () => {
+    const clock = { t: 0 };
+    const w = tracker(clock);
+    w.assign([0, 1]);
+    w.observe(0, 10 * MIN);
+    expect(w.watermark()).toBe(Number.NEGATIVE_INFINITY); // partition 1 has no data yet and is not idle
+    w.observe(1, 5 * MIN);
+    expect(w.watermark()).toBe(3 * MIN);
+    w.observe(1, 4 * MIN); // out of order: no effect
+    expect(w.watermark()).toBe(3 * MIN);
+    w.observe(1, 12 * MIN);
+    expect(w.watermark()).toBe(8 * MIN);
+  });
+
+  test("a partition idle for the timeout stops holding the watermark back", () => {
+    const clock = { t: 0 };
+    const w = tracker(clock);
+    w.assign([0, 1]);
+    w.observe(0, 10 * MIN);
+    w.observe(1, 1 * MIN);
+    clock.t = 20_000;
+    w.observe(0, 11 * MIN);
+    expect(w.watermark()).toBe(-1 * MIN);
+    clock.t = 31_000; // partition 1 silent for 31 s
+    expect(w.watermark()).toBe(9 * MIN);
+  });
+
+  test("with every partition idle, wall-clock time minus the lateness closes the last windows", () => {
+    const clock = { t: at("2026-11-21T10:00:00Z") };
+    const w = tracker(clock);
+    w.assign([0]);
+    w.observe(0, at("2026-11-21T09:59:59Z"));
+    clock.t = at("2026-11-21T10:05:00Z");
+    expect(w.watermark()).toBe(at("2026-11-21T10:03:00Z"));
+  });
+
+  test("a restored watermark is a floor after a restart", () => {
+    const clock = { t: 0 };
+    const w = tracker(clock);
+    w.restore(50 * MIN);
+    w.assign([0]);
+    w.observe(0, 10 * MIN);
+    expect(w.watermark()).toBe(50 * MIN);
+  });
+});
