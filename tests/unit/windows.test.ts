@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { SessionWindows, TimeWindows, windowsFor } from "../../workers/windows/spec.ts";
+import { SessionWindows, TimeWindows, windowsFor } from "../../lib/windows/spec.ts";
 import { WatermarkTracker } from "../../workers/windows/watermark.ts";
 
 const MIN = 60_000;
