@@ -5,6 +5,7 @@ import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { problem } from "./problem.ts";
+import { registerListAggregates } from "./routes/aggregates/list.ts";
 import { registerAlerts } from "./routes/alerts/index.ts";
 import { registerDims } from "./routes/dims/index.ts";
 import { registerDocs } from "./routes/docs.ts";
@@ -37,6 +38,7 @@ export function createApp(services: Services, options: AppOptions) {
   registerIngest(app, { keyring, batcher });
   registerDims(app, keyring);
   registerAlerts(app, keyring);
+  registerListAggregates(app, keyring);
   app.doc31("/openapi.json", openApiInfo);
   app.notFound((c) => problem(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((error, c) => {

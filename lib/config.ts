@@ -81,6 +81,8 @@ export const envSchema = z.object({
   PRODUCE_TIMEOUT_MS: optional(integer(100, 120_000)).default(5_000),
   INGEST_LINGER_MS: optional(integer(0, 1_000)).default(2),
   INGEST_MAX_BATCH_RECORDS: optional(integer(1, 100_000)).default(5_000),
+  /** A partition without records for this long stops holding the windows' watermark back. */
+  WATERMARK_IDLE_TIMEOUT_MS: optional(integer(100, 3_600_000)).default(30_000),
   INGEST_MAX_PENDING_BYTES: optional(integer(1_024 * 1_024, 4 * 1024 * 1024 * 1024)).default(128 * 1024 * 1024),
 });
 
@@ -98,6 +100,7 @@ export interface Config {
   busPartitions: number;
   topicPrefix: string;
   logLevel: Env["LOG_LEVEL"];
+  watermarkIdleTimeoutMs: number;
   ingest: {
     maxBodyBytes: number;
     maxRecordsPerRequest: number;
@@ -140,6 +143,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     busPartitions: e.BUS_PARTITIONS,
     topicPrefix: e.TOPIC_PREFIX,
     logLevel: e.LOG_LEVEL,
+    watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
     ingest: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxRecordsPerRequest: e.MAX_RECORDS_PER_REQUEST,

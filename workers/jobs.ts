@@ -1,8 +1,10 @@
 import type { Services } from "../lib/services.ts";
+import { views } from "../lib/windows/views.ts";
 import { createAlertsJob } from "./alerts/job.ts";
 import { createDimsCache } from "./enrich/dims-cache.ts";
 import { createEnrichJob } from "./enrich/job.ts";
 import { type RunnerOptions, runJob, type StreamJob } from "./runner.ts";
+import { createWindowsJob } from "./windows/job.ts";
 
 /** A stream job the runner can host: it starts consuming and resolves a function that stops it. */
 export interface Job {
@@ -25,6 +27,9 @@ const hosted = (name: string, description: string, create: (services: Services) 
 export const jobs: Record<string, Job> = {
   enrich: hosted("enrich", "events.raw → events.enriched: dims join, expected_gear", async (s) =>
     createEnrichJob({ bus: s.bus, topics: s.topics, dims: await createDimsCache(s.db.sql, s.logger.child({ job: "enrich" })), logger: s.logger.child({ job: "enrich" }) }),
+  ),
+  windows: hosted("windows", "events.enriched → window aggregates (six views) in Postgres; late events → events.late", async (s) =>
+    createWindowsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "windows" }), views: [...views.values()], idleTimeoutMs: s.config.watermarkIdleTimeoutMs }),
   ),
   alerts: hosted("alerts", "events.enriched → alerts (Postgres, topic): speeding, gear_mismatch, high_rpm", async (s) => createAlertsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "alerts" }) })),
 };

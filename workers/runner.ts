@@ -65,6 +65,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   const advanced = new Map<string, PartitionOffset>();
   let consumer: Consumer | undefined;
   let failure: unknown;
+  let failuresInARow = 0;
 
   const checkpoint = () =>
     exclusive(async () => {
@@ -85,10 +86,18 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     });
 
   const timer = setInterval(() => {
-    checkpoint().catch((error: unknown) => {
-      failure = error;
-      logger.error("checkpoint failed; its results stay pending and go out with the next one", { error });
-    });
+    checkpoint().then(
+      () => {
+        if (failuresInARow > 0) logger.info("checkpoints succeed again", { failed_before: failuresInARow });
+        failuresInARow = 0;
+        failure = undefined;
+      },
+      (error: unknown) => {
+        failure = error;
+        // Logged on the first failure and then every 100th, not on every tick.
+        if (failuresInARow++ % 100 === 0) logger.error("checkpoint failed; its results stay pending and go out with the next one", { error, failures_in_a_row: failuresInARow });
+      },
+    );
   }, commitIntervalMs);
 
   consumer = await services.bus.consume({

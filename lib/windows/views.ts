@@ -21,6 +21,8 @@ export interface View<Acc> {
 
 const MIN = 60_000;
 export const DEFAULT_LATENESS_MS = 2 * MIN;
+/** The job that computes the views; its progress rows tell readers how far the windows are final. */
+export const WINDOWS_JOB = "windows";
 
 const num = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
 const max = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));

@@ -2,6 +2,7 @@ import type { Batch, Bus, OutgoingRecord } from "../../lib/bus/types.ts";
 import { decodeEnvelope, encodeEnvelope } from "../../lib/events/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
+import { SOURCE_HEADER } from "../../lib/windows/source.ts";
 import type { StreamJob } from "../runner.ts";
 import type { DimsCache } from "./dims-cache.ts";
 import { enrich } from "./enrich.ts";
@@ -37,7 +38,8 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
         }
         const { envelope, knownCar } = enrich(decoded, dims);
         if (!knownCar) stats.unknown_cars++;
-        out.push({ key: envelope.key, value: encodeEnvelope(envelope), timestamp: envelope.event_time });
+        // Where the record came from: a replay after a crash carries the same position, so consumers drop it.
+        out.push({ key: envelope.key, value: encodeEnvelope(envelope), timestamp: envelope.event_time, headers: { [SOURCE_HEADER]: `${record.partition}:${record.offset}` } });
       }
     },
     pending: () => out.length,
