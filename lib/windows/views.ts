@@ -10,6 +10,8 @@ import { SessionWindows, TimeWindows, type WindowSpec } from "./spec.ts";
  */
 export interface View<Acc> {
   name: string;
+  /** Event types the view reads (its `accepts` narrows further). */
+  sources: readonly string[];
   window: WindowSpec;
   accepts(event: Envelope): boolean;
   keyOf(event: Envelope): string;
@@ -40,6 +42,7 @@ const colour = (event: Envelope) => (typeof event.payload.color_name === "string
 
 export const vehicleAlerts15m: View<AlertAcc> = {
   name: "vehicle_alerts_15m",
+  sources: ["vehicle.telemetry"],
   window: TimeWindows.ofSizeAndGrace(15 * MIN, DEFAULT_LATENESS_MS).advanceBy(MIN),
   accepts: (e) => e.type === "vehicle.telemetry" && matchingRules(e.type, e.payload).length > 0,
   keyOf: () => "all",
@@ -67,6 +70,7 @@ export const vehicleAlerts15m: View<AlertAcc> = {
 
 export const pageViews1m: View<CountAcc> = {
   name: "page_views_1m",
+  sources: ["user.activity"],
   window: TimeWindows.ofSizeAndGrace(MIN, DEFAULT_LATENESS_MS),
   accepts: (e) => e.type === "user.activity" && e.payload.action === "page_view",
   keyOf: (e) => String(e.payload.page),
@@ -78,6 +82,7 @@ export const pageViews1m: View<CountAcc> = {
 
 export const activeUsers5m: View<DistinctAcc> = {
   name: "active_users_5m",
+  sources: ["user.activity"],
   window: TimeWindows.ofSizeAndGrace(5 * MIN, DEFAULT_LATENESS_MS).advanceBy(MIN),
   accepts: (e) => e.type === "user.activity",
   keyOf: () => "all",
@@ -92,6 +97,7 @@ export const activeUsers5m: View<DistinctAcc> = {
 
 export const userSessions: View<SessionAcc> = {
   name: "user_sessions",
+  sources: ["user.activity"],
   window: SessionWindows.ofInactivityGapAndGrace(30 * MIN, DEFAULT_LATENESS_MS),
   accepts: (e) => e.type === "user.activity",
   keyOf: (e) => String(e.payload.user_id),
@@ -103,6 +109,7 @@ export const userSessions: View<SessionAcc> = {
 
 export const finesByUser1d: View<FineAcc> = {
   name: "fines_by_user_1d",
+  sources: ["vehicle.location"],
   window: TimeWindows.ofSizeAndGrace(24 * 60 * MIN, DEFAULT_LATENESS_MS),
   accepts: (e) => e.type === "vehicle.location",
   keyOf: (e) => String(e.payload.user_id),
@@ -114,6 +121,7 @@ export const finesByUser1d: View<FineAcc> = {
 
 export const sensorStats1m: View<SensorAcc> = {
   name: "sensor_stats_1m",
+  sources: ["sensor.reading"],
   window: TimeWindows.ofSizeAndGrace(MIN, DEFAULT_LATENESS_MS),
   accepts: (e) => e.type === "sensor.reading",
   keyOf: (e) => String(e.payload.sensor_id),
@@ -142,3 +150,13 @@ const erase = <Acc>(view: View<Acc>): AnyView => view as unknown as AnyView;
 export const views: ReadonlyMap<string, AnyView> = new Map(
   [erase(vehicleAlerts15m), erase(pageViews1m), erase(activeUsers5m), erase(userSessions), erase(finesByUser1d), erase(sensorStats1m)].map((v) => [v.name, v]),
 );
+
+/**
+ * How long after its event time a repeat of an event of `type` could still change an open window of
+ * some view: the longest window (or session gap) among the views reading the type, plus its grace.
+ * Undefined for types no view reads: their repeats matter to no aggregate.
+ */
+export function dedupeHorizonMs(type: string): number | undefined {
+  const spans = [...views.values()].filter((v) => v.sources.includes(type)).map((v) => (v.window.kind === "time" ? v.window.sizeMs : v.window.gapMs) + v.window.graceMs);
+  return spans.length > 0 ? Math.max(...spans) : undefined;
+}

@@ -107,6 +107,21 @@ for (const [name, setup] of Object.entries(setups)) {
       expect(progress?.late).toBe(1);
     });
 
+    test("a repeated event_id counts once, whether repeated in one request or across requests", async () => {
+      const minute = Math.floor(Date.now() / MIN) * MIN;
+      const id = `dup-${crypto.randomUUID()}`;
+      await post([reading("s-dup", Date.now() - 300, 10, id), reading("s-dup", Date.now() - 300, 10, id)]);
+      await waitFor(async () => (await aggregates("sensor_stats_1m", `?key=s-dup&from=${minute}`))[0]?.count === 1, { what: "first copy counted" });
+      await post([reading("s-dup", Date.now() - 300, 10, id), reading("s-dup", Date.now() - 200, 30)]);
+      const [window] = await waitFor(async () => {
+        const items = await aggregates("sensor_stats_1m", `?key=s-dup&from=${minute}`);
+        return items[0]?.count === 2 ? items : undefined;
+      }, { what: "the new reading counted" });
+      expect(window).toMatchObject({ count: 2, avg_temperature: 20 });
+      const [seen] = await services.db.sql<{ n: number }[]>`select count(*)::int as n from seen_events where event_id = ${id}`;
+      expect(seen?.n).toBe(1);
+    });
+
     test("open windows survive a restart: their state is reloaded and counting goes on", async () => {
       const now = Date.now();
       const minute = Math.floor(now / MIN) * MIN;

@@ -1,8 +1,10 @@
 import type { Batch, Bus, OutgoingRecord } from "../../lib/bus/types.ts";
+import type { Tx } from "../../lib/db/index.ts";
 import { decodeEnvelope, encodeEnvelope } from "../../lib/events/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { SOURCE_HEADER } from "../../lib/windows/source.ts";
+import { dedupeHorizonMs } from "../../lib/windows/views.ts";
 import type { StreamJob } from "../runner.ts";
 import type { DimsCache } from "./dims-cache.ts";
 import { enrich } from "./enrich.ts";
@@ -10,17 +12,30 @@ import { enrich } from "./enrich.ts";
 export interface EnrichStats {
   enriched: number;
   unknown_cars: number;
+  duplicates_dropped: number;
   undecodable: number;
 }
 
+interface Pending {
+  record: OutgoingRecord;
+  eventId: string;
+  /** Set for types whose repeats must be dropped (they feed a view): until when the id is remembered. */
+  expiresAt?: number;
+}
+
+const PURGE_EVERY_MS = 60_000;
+
 /**
- * events.raw → events.enriched. Output is produced at the checkpoint, before the input positions
- * commit: a crash in between produces some records again (at least once), which downstream jobs
- * drop by event_id.
+ * events.raw → events.enriched. At each checkpoint the ids of view-feeding events are claimed in
+ * seen_events inside the transaction that commits the input positions; a repeat (client retry) finds
+ * its id claimed and is dropped. Output is produced before the commit: a crash in between produces
+ * records again with the same source position, which consumers drop.
  */
 export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCache; logger: Logger }): StreamJob & { stats: () => EnrichStats } {
-  let out: OutgoingRecord[] = [];
-  const stats: EnrichStats = { enriched: 0, unknown_cars: 0, undecodable: 0 };
+  let out: Pending[] = [];
+  const pendingIds = new Set<string>();
+  const stats: EnrichStats = { enriched: 0, unknown_cars: 0, duplicates_dropped: 0, undecodable: 0 };
+  let lastPurge = 0;
   return {
     name: "enrich",
     input: deps.topics.raw,
@@ -36,19 +51,48 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
           deps.logger.error("undecodable record in events.raw skipped", { partition: record.partition, offset: record.offset, error });
           continue;
         }
+        const horizon = dedupeHorizonMs(decoded.type);
+        if (horizon !== undefined) {
+          if (pendingIds.has(decoded.event_id)) {
+            stats.duplicates_dropped++;
+            continue;
+          }
+          pendingIds.add(decoded.event_id);
+        }
         const { envelope, knownCar } = enrich(decoded, dims);
         if (!knownCar) stats.unknown_cars++;
-        // Where the record came from: a replay after a crash carries the same position, so consumers drop it.
-        out.push({ key: envelope.key, value: encodeEnvelope(envelope), timestamp: envelope.event_time, headers: { [SOURCE_HEADER]: `${record.partition}:${record.offset}` } });
+        out.push({
+          eventId: envelope.event_id,
+          expiresAt: horizon === undefined ? undefined : envelope.event_time + horizon,
+          // Where the record came from: a replay after a crash carries the same position, so consumers drop it.
+          record: { key: envelope.key, value: encodeEnvelope(envelope), timestamp: envelope.event_time, headers: { [SOURCE_HEADER]: `${record.partition}:${record.offset}` } },
+        });
       }
     },
     pending: () => out.length,
-    async checkpoint() {
+    async checkpoint(tx: Tx) {
       const sending = out;
-      if (sending.length > 0) await deps.bus.produce(deps.topics.enriched, sending);
+      const tracked = sending.filter((p) => p.expiresAt !== undefined);
+      const claimed = new Set<string>();
+      for (let i = 0; i < tracked.length; i += 5_000) {
+        const slice = tracked.slice(i, i + 5_000);
+        const rows = await tx<{ event_id: string }[]>`
+          insert into seen_events (event_id, expires_at)
+          select * from unnest(${slice.map((p) => p.eventId)}::text[], ${slice.map((p) => new Date(p.expiresAt ?? 0).toISOString())}::timestamptz[])
+          on conflict (event_id) do nothing
+          returning event_id`;
+        for (const row of rows) claimed.add(row.event_id);
+      }
+      const fresh = sending.filter((p) => p.expiresAt === undefined || claimed.has(p.eventId));
+      if (fresh.length > 0) await deps.bus.produce(deps.topics.enriched, fresh.map((p) => p.record));
+      const purge = Date.now() - lastPurge > PURGE_EVERY_MS;
+      if (purge) await tx`delete from seen_events where expires_at < now()`;
       return () => {
-        stats.enriched += sending.length;
+        stats.enriched += fresh.length;
+        stats.duplicates_dropped += sending.length - fresh.length;
         out = out.slice(sending.length);
+        pendingIds.clear();
+        if (purge) lastPurge = Date.now();
       };
     },
     stats: () => ({ ...stats }),
