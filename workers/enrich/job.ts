@@ -63,7 +63,9 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
         if (!knownCar) stats.unknown_cars++;
         out.push({
           eventId: envelope.event_id,
-          expiresAt: horizon === undefined ? undefined : envelope.event_time + horizon,
+          // Kept for the horizon past the later of event time and now: replayed history (old event times)
+          // still has open windows, and the watermark, not the wall clock, closes them.
+          expiresAt: horizon === undefined ? undefined : Math.max(envelope.event_time, Date.now()) + horizon,
           // Where the record came from: a replay after a crash carries the same position, so consumers drop it.
           record: { key: envelope.key, value: encodeEnvelope(envelope), timestamp: envelope.event_time, headers: { [SOURCE_HEADER]: `${record.partition}:${record.offset}` } },
         });
