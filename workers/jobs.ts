@@ -29,7 +29,7 @@ export const jobs: Record<string, Job> = {
     createEnrichJob({ bus: s.bus, topics: s.topics, dims: await createDimsCache(s.db.sql, s.logger.child({ job: "enrich" })), logger: s.logger.child({ job: "enrich" }) }),
   ),
   windows: hosted("windows", "events.enriched → window aggregates (six views) in Postgres; late events → events.late", async (s) =>
-    createWindowsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "windows" }), views: [...views.values()], idleTimeoutMs: s.config.watermarkIdleTimeoutMs }),
+    createWindowsJob({ bus: s.bus, sql: s.db.sql, topics: s.topics, logger: s.logger.child({ job: "windows" }), views: [...views.values()], idleTimeoutMs: s.config.watermarkIdleTimeoutMs }),
   ),
   alerts: hosted("alerts", "events.enriched → alerts (Postgres, topic): speeding, gear_mismatch, high_rpm", async (s) => createAlertsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "alerts" }) })),
 };

@@ -12,8 +12,8 @@ import type { Services } from "../lib/services.ts";
 export interface StreamJob {
   readonly name: string;
   readonly input: string;
-  /** Called after a (re)balance with the partitions now owned, before any of their records. */
-  assigned?(partitions: TopicPartition[], sql: Sql): Promise<void>;
+  /** Called after a (re)balance with the partitions now owned and where each resumes, before any of their records. */
+  assigned?(partitions: TopicPartition[], sql: Sql, starts: PartitionOffset[]): Promise<void>;
   process(batch: Batch): Promise<void> | void;
   /** Records processed since the last checkpoint; the runner checkpoints early past `maxPending`. */
   pending(): number;
@@ -107,7 +107,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     onAssign: async (partitions) =>
       exclusive(async () => {
         const starts = await loadPositions(sql, job.name, partitions);
-        await job.assigned?.(partitions, sql);
+        await job.assigned?.(partitions, sql, starts);
         logger.info("partitions assigned", { partitions: partitions.map((p) => p.partition), resume: starts.map((s) => [s.partition, s.offset]) });
         return starts;
       }),

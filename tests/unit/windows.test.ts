@@ -64,21 +64,49 @@ describe("watermark", () => {
     expect(w.watermark()).toBe(9 * MIN);
   });
 
-  test("with every partition idle, wall-clock time minus the lateness closes the last windows", () => {
+  test("with every partition idle, event time moves on with the wall clock from the last record, so the last windows close", () => {
     const clock = { t: at("2026-11-21T10:00:00Z") };
     const w = tracker(clock);
-    w.assign([0]);
+    w.assign([0, 1]);
     w.observe(0, at("2026-11-21T09:59:59Z"));
     clock.t = at("2026-11-21T10:05:00Z");
-    expect(w.watermark()).toBe(at("2026-11-21T10:03:00Z"));
+    expect(w.watermark()).toBe(at("2026-11-21T10:02:59Z"));
+  });
+
+  test("replayed history is not made late by idleness: the watermark follows the data, not now", () => {
+    const clock = { t: at("2026-11-21T10:00:00Z") };
+    const w = tracker(clock);
+    w.assign([0, 1]);
+    clock.t += 60_000; // idle before any data: nothing moves
+    expect(w.watermark()).toBe(Number.NEGATIVE_INFINITY);
+    w.observe(0, at("2026-11-20T08:00:00Z")); // a day-old backlog starts arriving
+    clock.t += 40_000;
+    expect(w.watermark()).toBe(at("2026-11-20T07:58:40Z"));
   });
 
   test("a restored watermark is a floor after a restart", () => {
     const clock = { t: 0 };
     const w = tracker(clock);
-    w.restore(50 * MIN);
+    w.restore(0, 50 * MIN);
     w.assign([0]);
     w.observe(0, 10 * MIN);
     expect(w.watermark()).toBe(50 * MIN);
   });
+});
+
+test("a partition taken over with a backlog is not idle until it has caught up", () => {
+  const clock = { t: 0 };
+  const w = new WatermarkTracker({ latenessMs: 2 * MIN, idleTimeoutMs: 1_000, now: () => clock.t });
+  w.assign([0, 1]);
+  w.hold(1, "backlog");
+  w.observe(0, 30 * MIN);
+  clock.t = 5_000; // partition 1 has delivered nothing for 5 s, but it is catching up
+  expect(w.watermarkOf(1)).toBe(Number.NEGATIVE_INFINITY);
+  w.observe(1, 10 * MIN);
+  expect(w.watermarkOf(1)).toBe(8 * MIN);
+  w.release(1, "backlog");
+  clock.t = 6_500;
+  w.observe(0, 30 * MIN);
+  clock.t = 7_000; // partition 1 caught up and silent since: idle, it follows the active partition 0
+  expect(w.watermarkOf(1)).toBe(28 * MIN);
 });

@@ -1,4 +1,4 @@
-import type { Batch, Bus, OutgoingRecord, TopicPartition } from "../../lib/bus/types.ts";
+import type { Batch, Bus, OutgoingRecord, PartitionOffset, TopicPartition } from "../../lib/bus/types.ts";
 import type { Sql, Tx } from "../../lib/db/index.ts";
 import { decodeEnvelope } from "../../lib/events/index.ts";
 import type { Logger } from "../../lib/log.ts";
@@ -11,6 +11,7 @@ import { WatermarkTracker } from "./watermark.ts";
 
 export interface WindowsJobOptions {
   bus: Bus;
+  sql: Sql;
   topics: Topics;
   logger: Logger;
   views: readonly AnyView[];
@@ -63,10 +64,37 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
   const partitions = new Map<number, PartitionWindows>();
   const sourceOffsets = new Map<number, number>();
   const lateCounts = new Map<number, number>();
+  /** Partitions taken over with a backlog: the end offset seen then, which they must reach before they may go idle. */
+  const catchUpTo = new Map<number, number>();
+  /** Next offset to read per owned partition of events.enriched. */
+  const delivered = new Map<number, number>();
   let lateOut: OutgoingRecord[] = [];
   let processed = 0;
   let replaysDropped = 0;
-  let committedWatermark = Number.NEGATIVE_INFINITY;
+  /** Each partition's watermark as last committed: a checkpoint is due when one has moved. */
+  const committedWatermarks = new Map<number, number>();
+
+  /**
+   * A partition is only truly idle when its source is: enriched partition p is fed from events.raw
+   * partition p by the enrich job, and while enrich lags there (restarting, rebalancing) silence on p
+   * means nothing. Checked once a second: raw end offsets against enrich's committed positions.
+   */
+  const checkUpstream = async () => {
+    const owned = [...partitions.keys()];
+    if (owned.length === 0) return;
+    const [rawEnds, enrichedEnds, positions] = await Promise.all([
+      options.bus.endOffsets(options.topics.raw),
+      options.bus.endOffsets(options.topics.enriched),
+      options.sql<{ partition: number; next_offset: number }[]>`select partition, next_offset from job_offsets where job = 'enrich' and topic = ${options.topics.raw}`,
+    ]);
+    for (const p of owned) {
+      const enrichBehind = (positions.find((r) => r.partition === p)?.next_offset ?? 0) < (rawEnds.find((e) => e.partition === p)?.offset ?? 0);
+      const unread = (delivered.get(p) ?? 0) < (enrichedEnds.find((e) => e.partition === p)?.offset ?? 0);
+      if (enrichBehind || unread) tracker.hold(p, "upstream");
+      else tracker.release(p, "upstream");
+    }
+  };
+  const upstreamTimer = setInterval(() => checkUpstream().catch((error: unknown) => options.logger.warn("upstream check failed; partitions stay held", { error })), 1_000);
 
   const windowsOf = (partition: number) => {
     let engine = partitions.get(partition);
@@ -82,7 +110,7 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
     name: WINDOWS_JOB,
     input: options.topics.enriched,
 
-    async assigned(assignment: TopicPartition[], sql: Sql) {
+    async assigned(assignment: TopicPartition[], sql: Sql, starts: PartitionOffset[]) {
       const fresh = assignment.map((a) => a.partition).filter((p) => !partitions.has(p));
       if (fresh.length === 0) return;
       const rows = await sql<{ view: string; key: string; partition: number; window_start: Date; window_end: Date; final: boolean; state: unknown }[]>`
@@ -94,10 +122,26 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         const saved = progress.find((r) => r.partition === p);
         sourceOffsets.set(p, saved?.source_offset ?? -1);
         lateCounts.set(p, saved?.late_events ?? 0);
-        if (saved?.watermark !== null && saved?.watermark !== undefined) tracker.restore(saved.watermark);
+        if (saved?.watermark !== null && saved?.watermark !== undefined) {
+          tracker.restore(p, saved.watermark);
+          committedWatermarks.set(p, saved.watermark);
+        }
       }
       tracker.assign(fresh);
-      options.logger.info("window state loaded", { partitions: fresh, open_windows: rows.length });
+      // Not idle until the upstream check has seen the enrich job caught up on these partitions.
+      for (const p of fresh) tracker.hold(p, "upstream");
+      // A backlog may take longer than the idle timeout to start arriving (rebalance, first fetch): until it
+      // is read, the partition must not be idle, or the partitions that ran ahead would make it late.
+      const ends = await options.bus.endOffsets(options.topics.enriched);
+      for (const p of fresh) {
+        delivered.set(p, starts.find((s) => s.partition === p)?.offset ?? 0);
+        const end = ends.find((e) => e.partition === p)?.offset ?? 0;
+        if ((starts.find((s) => s.partition === p)?.offset ?? 0) < end) {
+          catchUpTo.set(p, end);
+          tracker.hold(p, "backlog");
+        }
+      }
+      options.logger.info("window state loaded", { partitions: fresh, open_windows: rows.length, catching_up: [...catchUpTo.keys()] });
     },
 
     revoked(revoked: TopicPartition[]) {
@@ -105,6 +149,9 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         partitions.delete(partition);
         sourceOffsets.delete(partition);
         lateCounts.delete(partition);
+        committedWatermarks.delete(partition);
+        catchUpTo.delete(partition);
+        delivered.delete(partition);
       }
       tracker.revoke(revoked.map((r) => r.partition));
     },
@@ -122,7 +169,7 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
           sourceOffsets.set(source.partition, source.offset);
         }
         const event = decodeEnvelope(record.value);
-        const late = engine.apply(event, tracker.watermark());
+        const late = engine.apply(event, tracker.watermarkOf(batch.partition));
         if (late.length > 0) {
           lateCounts.set(batch.partition, (lateCounts.get(batch.partition) ?? 0) + 1);
           lateOut.push({ key: record.key, value: record.value, timestamp: event.event_time, headers: { "devpipe-late-views": late.join(",") } });
@@ -130,15 +177,30 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         tracker.observe(batch.partition, event.event_time);
         processed++;
       }
+      const last = batch.records[batch.records.length - 1];
+      if (last) delivered.set(batch.partition, last.offset + 1);
+      const target = catchUpTo.get(batch.partition);
+      if (last && target !== undefined && last.offset + 1 >= target) {
+        catchUpTo.delete(batch.partition);
+        tracker.release(batch.partition, "backlog");
+      }
     },
 
-    /** Records to commit, plus one when the watermark has moved while windows are open (they may close). */
-    pending: () => processed + (tracker.watermark() > committedWatermark && openWindows() > 0 ? 1 : 0),
+    /** Records to commit, plus one when a partition's watermark has moved while it has open windows (they may close). */
+    pending: () => {
+      // Readers take the slowest partition's watermark as the merged windows' one, so even a partition with
+      // no open window publishes its progress (by the second, not on every tick).
+      const moved = [...partitions.values()].some((engine) => {
+        const committed = committedWatermarks.get(engine.partition) ?? Number.NEGATIVE_INFINITY;
+        return tracker.watermarkOf(engine.partition) > committed + (engine.size() > 0 ? 0 : 1_000);
+      });
+      return processed + (moved ? 1 : 0);
+    },
 
     async checkpoint(tx: Tx) {
-      const watermark = tracker.watermark();
+      const watermarks = new Map([...partitions.keys()].map((p) => [p, tracker.watermarkOf(p)]));
       const changes = [...partitions.values()].map((engine) => {
-        engine.finalize(watermark);
+        engine.finalize(watermarks.get(engine.partition) ?? Number.NEGATIVE_INFINITY);
         return engine.changes();
       });
       await deleteRows(tx, changes.flatMap((c) => c.deletes));
@@ -147,9 +209,12 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
       if (owned.length > 0) {
         await tx`
           insert into window_progress (job, partition, watermark, source_offset, late_events, updated_at)
-          select ${WINDOWS_JOB}, partition, ${Number.isFinite(watermark) ? watermark : null}, source_offset, late_events, now()
-          from unnest(${owned}::int[], ${owned.map((p) => sourceOffsets.get(p) ?? -1)}::bigint[], ${owned.map((p) => lateCounts.get(p) ?? 0)}::bigint[])
-            as progress(partition, source_offset, late_events)
+          select ${WINDOWS_JOB}, partition, watermark, source_offset, late_events, now()
+          from unnest(${owned}::int[], ${owned.map((p) => {
+            const w = watermarks.get(p) ?? Number.NEGATIVE_INFINITY;
+            return Number.isFinite(w) ? String(Math.floor(w)) : null;
+          })}::bigint[], ${owned.map((p) => sourceOffsets.get(p) ?? -1)}::bigint[], ${owned.map((p) => lateCounts.get(p) ?? 0)}::bigint[])
+            as progress(partition, watermark, source_offset, late_events)
           on conflict (job, partition) do update set watermark = excluded.watermark, source_offset = excluded.source_offset, late_events = excluded.late_events, updated_at = excluded.updated_at`;
       }
       const late = lateOut;
@@ -158,9 +223,11 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         for (const change of changes) change.committed();
         lateOut = lateOut.slice(late.length);
         processed = 0;
-        committedWatermark = watermark;
+        for (const [p, w] of watermarks) committedWatermarks.set(p, w);
       };
     },
+
+    close: async () => clearInterval(upstreamTimer),
 
     stats: () => {
       const watermark = tracker.watermark();
