@@ -1,32 +1,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
-import { loadConfig } from "../../lib/config.ts";
-import { createLogger } from "../../lib/log.ts";
-import { closeServices, openServices, type Services } from "../../lib/services.ts";
+import { closeServices, type Services } from "../../lib/services.ts";
 import { jobs } from "../../workers/jobs.ts";
-import { freshDatabase } from "../support/pg.ts";
 import { expectViewsEqualReference, postEvents, putDims, type Request } from "../support/pipeline-check.ts";
 import { COLOURS, MIN, pipelineData } from "../support/pipeline-data.ts";
-import { services as realServices, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
+import { serviceSetups } from "../support/setups.ts";
 
 /**
  * The reference oracle: for events sent with repeats and out of order within the lateness, every view
  * equals what DuckDB SQL computes over the unique events; events beyond the lateness leave the final
  * windows unchanged and are counted as late.
  */
-const quiet = createLogger({ test: "oracle" }, () => undefined);
 const KEY = "oracle-key";
 
-const setups = {
-  embedded: async (dir: string) => ({ services: await openServices(loadConfig({ DATA_DIR: dir, WATERMARK_IDLE_TIMEOUT_MS: "1000" }), quiet), drop: async () => undefined }),
-  kafka: async (dir: string) => {
-    const database = await freshDatabase();
-    const env = { DATA_DIR: dir, KAFKA_BROKERS: realServices().kafkaBrokers.join(","), DATABASE_URL: database.url, TOPIC_PREFIX: `${uniqueName("o")}.`, WATERMARK_IDLE_TIMEOUT_MS: "1000" };
-    return { services: await openServices(loadConfig(env), quiet), drop: database.drop };
-  },
-};
+const setups = serviceSetups({ WATERMARK_IDLE_TIMEOUT_MS: "1000" });
 
 for (const [name, setup] of Object.entries(setups)) {
   describe(`views against the DuckDB reference on ${name}`, () => {

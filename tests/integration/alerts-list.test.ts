@@ -1,27 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
 import { alertIdFor } from "../../lib/alerts.ts";
-import { loadConfig } from "../../lib/config.ts";
-import { createLogger } from "../../lib/log.ts";
-import { closeServices, openServices, type Services } from "../../lib/services.ts";
-import { freshDatabase } from "../support/pg.ts";
-import { services as realServices } from "../support/services.ts";
+import { closeServices, type Services } from "../../lib/services.ts";
 import { tempDir } from "../support/tmp.ts";
+import { serviceSetups } from "../support/setups.ts";
 
 /** GET /v1/alerts: half-open ranges, filters, limits and cursors, on PGlite and on the real Postgres. */
-const quiet = createLogger({ test: "alerts-list" }, () => undefined);
 const apiKeys = [{ key: "q-key", scopes: ["query" as const] }, { key: "i-key", scopes: ["ingest" as const] }];
 const T0 = Date.parse("2026-11-21T10:00:00Z");
 const RULES = [["speeding"], ["gear_mismatch"], ["high_rpm", "speeding"]];
 
-const setups = {
-  pglite: async (dir: string) => ({ services: await openServices(loadConfig({ DATA_DIR: dir }), quiet), drop: async () => undefined }),
-  postgres: async (dir: string) => {
-    const database = await freshDatabase();
-    const env = { DATA_DIR: dir, KAFKA_BROKERS: realServices().kafkaBrokers.join(","), DATABASE_URL: database.url };
-    return { services: await openServices(loadConfig(env), quiet), drop: database.drop };
-  },
-};
+const setups = serviceSetups({});
 
 type Page = { items: { event_id: string; key: string; event_time: string; rules: string[] }[]; next_cursor: string | null };
 

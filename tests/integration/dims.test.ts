@@ -1,27 +1,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
-import { loadConfig } from "../../lib/config.ts";
-import { createLogger } from "../../lib/log.ts";
-import { closeServices, openServices, type Services } from "../../lib/services.ts";
-import { freshDatabase } from "../support/pg.ts";
-import { services as realServices } from "../support/services.ts";
+import { closeServices, type Services } from "../../lib/services.ts";
 import { tempDir } from "../support/tmp.ts";
+import { serviceSetups } from "../support/setups.ts";
 
 /** PUT/GET /v1/dims/{name} on PGlite (embedded) and on the real Postgres (services mode). */
 const apiKeys = [
   { key: "admin-key", scopes: ["admin" as const, "query" as const] },
   { key: "query-key", scopes: ["query" as const] },
 ];
-const quiet = createLogger({ test: "dims" }, () => undefined);
 
-const setups = {
-  embedded: async (dir: string) => ({ services: await openServices(loadConfig({ DATA_DIR: dir }), quiet), drop: async () => undefined }),
-  postgres: async (dir: string) => {
-    const database = await freshDatabase();
-    const env = { DATA_DIR: dir, KAFKA_BROKERS: realServices().kafkaBrokers.join(","), DATABASE_URL: database.url };
-    return { services: await openServices(loadConfig(env), quiet), drop: database.drop };
-  },
-};
+const setups = serviceSetups({});
 
 for (const [name, setup] of Object.entries(setups)) {
   describe(`dims on ${name}`, () => {

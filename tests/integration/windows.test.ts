@@ -1,29 +1,18 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
 import type { PartitionOffset } from "../../lib/bus/types.ts";
-import { loadConfig } from "../../lib/config.ts";
-import { createLogger } from "../../lib/log.ts";
-import { closeServices, openServices, type Services } from "../../lib/services.ts";
+import { closeServices, type Services } from "../../lib/services.ts";
 import { jobs } from "../../workers/jobs.ts";
 import { readEnvelopesSince } from "../support/kafka.ts";
-import { freshDatabase } from "../support/pg.ts";
-import { services as realServices, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
+import { serviceSetups } from "../support/setups.ts";
 
 /** enrich → windows → GET /v1/aggregates, on the embedded services and on real Kafka + Postgres. */
-const quiet = createLogger({ test: "windows" }, () => undefined);
 const apiKeys = [{ key: "all-key", scopes: ["ingest" as const, "query" as const, "admin" as const] }];
 const MIN = 60_000;
 
-const setups = {
-  embedded: async (dir: string) => ({ services: await openServices(loadConfig({ DATA_DIR: dir, WATERMARK_IDLE_TIMEOUT_MS: "1000" }), quiet), drop: async () => undefined }),
-  kafka: async (dir: string) => {
-    const database = await freshDatabase();
-    const env = { DATA_DIR: dir, KAFKA_BROKERS: realServices().kafkaBrokers.join(","), DATABASE_URL: database.url, TOPIC_PREFIX: `${uniqueName("w")}.`, WATERMARK_IDLE_TIMEOUT_MS: "1000" };
-    return { services: await openServices(loadConfig(env), quiet), drop: database.drop };
-  },
-};
+const setups = serviceSetups({ WATERMARK_IDLE_TIMEOUT_MS: "1000" });
 
 type Item = { key: string; window_start: string; window_end: string; final: boolean } & Record<string, unknown>;
 

@@ -2,29 +2,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
 import { alertIdFor } from "../../lib/alerts.ts";
 import type { PartitionOffset } from "../../lib/bus/types.ts";
-import { loadConfig } from "../../lib/config.ts";
-import { createLogger } from "../../lib/log.ts";
-import { closeServices, openServices, type Services } from "../../lib/services.ts";
+import { closeServices, type Services } from "../../lib/services.ts";
 import { jobs } from "../../workers/jobs.ts";
 import { readEnvelopesSince } from "../support/kafka.ts";
-import { freshDatabase } from "../support/pg.ts";
-import { services as realServices, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
+import { serviceSetups } from "../support/setups.ts";
 
 /** The enrich and alerts jobs on the embedded services and on real Kafka + Postgres. */
-const quiet = createLogger({ test: "workers" }, () => undefined);
 const apiKeys = [{ key: "all-key", scopes: ["ingest" as const, "query" as const, "admin" as const] }];
 
-const setups = {
-  embedded: async (dir: string) => ({ services: await openServices(loadConfig({ DATA_DIR: dir }), quiet), drop: async () => undefined }),
-  kafka: async (dir: string) => {
-    const database = await freshDatabase();
-    // Topics of its own: the jobs start at the earliest offsets, which must not hold other runs' events.
-    const env = { DATA_DIR: dir, KAFKA_BROKERS: realServices().kafkaBrokers.join(","), DATABASE_URL: database.url, TOPIC_PREFIX: `${uniqueName("t")}.` };
-    return { services: await openServices(loadConfig(env), quiet), drop: database.drop };
-  },
-};
+const setups = serviceSetups({});
 
 type AlertRow = { alert_id: string; event_id: string; key: string; rules: string[]; event: Record<string, unknown> };
 
