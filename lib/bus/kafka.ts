@@ -23,6 +23,27 @@ function toBusError(error: unknown, what: string): Error {
   return new BusUnavailableError(`${what}: ${message}`, { cause: error });
 }
 
+/** Bytes of record values per produce request; the broker refuses a batch over message.max.bytes (1 MiB). */
+const MAX_REQUEST_BYTES = 768 * 1024;
+
+/** [from, to) index ranges of `records` whose values sum to at most `limit` bytes (at least one record each). */
+export function byteChunks(records: OutgoingRecord[], limit: number): [number, number][] {
+  const chunks: [number, number][] = [];
+  let from = 0;
+  let bytes = 0;
+  records.forEach((record, i) => {
+    const size = record.value.byteLength + record.key.length + 64;
+    if (i > from && bytes + size > limit) {
+      chunks.push([from, i]);
+      from = i;
+      bytes = 0;
+    }
+    bytes += size;
+  });
+  if (from < records.length) chunks.push([from, records.length]);
+  return chunks;
+}
+
 function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: Timer | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -120,15 +141,21 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       const send = async () => {
         const count = await partitionCount(topic);
         const partitions = records.map((r) => partitionFor(r.key, count));
-        const baseOffsets = await producerThread().send(topic, records, partitions);
-        // One entry per partition with the base offset; records keep their order within a partition.
-        const nextOffset = new Map(baseOffsets);
-        return partitions.map((partition) => {
-          const offset = nextOffset.get(partition);
-          if (offset === undefined) throw new BusUnavailableError(`produce to ${topic}: no acknowledgement for partition ${partition}`);
-          nextOffset.set(partition, offset + 1);
-          return { partition, offset };
-        });
+        const produced: ProducedRecord[] = [];
+        // Chunks in order: one request must stay under the broker's message.max.bytes (1 MiB by default).
+        for (const [from, to] of byteChunks(records, MAX_REQUEST_BYTES)) {
+          const chunkPartitions = partitions.slice(from, to);
+          const baseOffsets = await producerThread().send(topic, records.slice(from, to), chunkPartitions);
+          // One entry per partition with the base offset; records keep their order within a partition.
+          const nextOffset = new Map(baseOffsets);
+          for (const partition of chunkPartitions) {
+            const offset = nextOffset.get(partition);
+            if (offset === undefined) throw new BusUnavailableError(`produce to ${topic}: no acknowledgement for partition ${partition}`);
+            nextOffset.set(partition, offset + 1);
+            produced.push({ partition, offset });
+          }
+        }
+        return produced;
       };
       try {
         return await withDeadline(send(), produceTimeoutMs, `produce to ${topic}`);

@@ -185,3 +185,14 @@ for (const make of [embedded, kafka]) {
     });
   });
 }
+
+test("kafka: a produce larger than the broker's request limit goes out in order, in chunks", async () => {
+  const bus = createKafkaBus({ brokers: services().kafkaBrokers, logger });
+  const topic = uniqueName("large");
+  await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+  const value = new Uint8Array(1_000).fill(7);
+  const produced = await bus.produce(topic, Array.from({ length: 3_000 }, (_, i) => ({ key: "one", value, headers: { seq: String(i) } })));
+  expect(produced.map((p) => p.offset)).toEqual(Array.from({ length: 3_000 }, (_, i) => i));
+  expect((await bus.endOffsets(topic))[0]?.offset).toBe(3_000);
+  await bus.close();
+});
