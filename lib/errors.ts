@@ -47,7 +47,3 @@ export class DbError extends AppError {
     super("db_error", message, { retriable: options.retriable ?? false, cause: options.cause });
   }
 }
-
-export function isRetriable(error: unknown): boolean {
-  return error instanceof AppError ? error.retriable : false;
-}

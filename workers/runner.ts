@@ -64,7 +64,6 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   /** Next offset per partition processed since the last checkpoint. */
   const advanced = new Map<string, PartitionOffset>();
   let consumer: Consumer | undefined;
-  let failure: unknown;
   let failuresInARow = 0;
 
   const checkpoint = () =>
@@ -90,10 +89,8 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
       () => {
         if (failuresInARow > 0) logger.info("checkpoints succeed again", { failed_before: failuresInARow });
         failuresInARow = 0;
-        failure = undefined;
       },
       (error: unknown) => {
-        failure = error;
         // Logged on the first failure and then every 100th, not on every tick.
         if (failuresInARow++ % 100 === 0) logger.error("checkpoint failed; its results stay pending and go out with the next one", { error, failures_in_a_row: failuresInARow });
       },
@@ -126,10 +123,6 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   });
 
   return {
-    consumer,
-    /** The last checkpoint error, if the most recent one failed. */
-    failure: () => failure,
-    checkpoint,
     /** Finishes the batch in hand, commits what was processed, and leaves the group. */
     async stop() {
       clearInterval(timer);

@@ -68,9 +68,6 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
         pendingBytes -= bytes;
       });
     },
-    pendingBytes: () => pendingBytes,
-    /** Sends what is queued now. */
-    flush,
   };
 }
 

@@ -17,5 +17,3 @@ export { type RecordError, type ValidationResult, validateRecord } from "./valid
 export const eventTypes: ReadonlyMap<string, EventType> = new Map(
   [vehicleTelemetry, vehicleLocation, gpsFix, trafficCamera, weatherObservation, emergencyIncident, sensorReading, userActivity].map((t): [string, EventType] => [t.type, t]),
 );
-
-export const eventTypeNames = [...eventTypes.keys()];
