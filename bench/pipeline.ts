@@ -4,6 +4,7 @@
  *   enrich+alerts  a backlog of N events in events.raw drained by enrich and alerts in this process
  *   windows        the same events (enriched) drained by the windows job, commits every 250 ms
  *   alert_latency  p50/p99 from ingest_time to the alert committed, at a steady 10,000 events/s
+ * BENCH_EVENTS (200,000) sets N; BENCH_ALERT_SHARE (0.05) the share of telemetry events that raise an alert.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -18,6 +19,10 @@ import { jobs } from "../workers/jobs.ts";
 import { percentile } from "./proc.ts";
 
 const N = Number(process.env.BENCH_EVENTS ?? 200_000);
+/** Share of telemetry events that raise an alert (half the events are telemetry). */
+const ALERT_SHARE = Number(process.env.BENCH_ALERT_SHARE ?? 0.05);
+if (!(ALERT_SHARE > 0 && ALERT_SHARE <= 1)) throw new Error("BENCH_ALERT_SHARE: a share in (0, 1]");
+const ALERT_EVERY = Math.round(1 / ALERT_SHARE);
 const servicesFile = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "services.env");
 if (!existsSync(servicesFile)) throw new Error("no services: run `bash scripts/services.sh up` first");
 const serviceEnv = Object.fromEntries(readFileSync(servicesFile, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
@@ -40,8 +45,11 @@ let sequence = 0;
 function envelope(now: number): Envelope {
   const i = sequence++;
   if (i % 2 === 0) {
-    const speed = (i * 7) % 200;
-    return { type: "vehicle.telemetry", key: String(i % 1_000), event_id: `b${i}`, event_time: now, ingest_time: now, payload: { car_id: i % 1_000, speed, rpm: (i * 131) % 8_000, gear: 1 + (i % 7) } };
+    // Every ALERT_EVERY-th telemetry event breaks a rule (speeding, and its gear is off); the rest break none.
+    const alerting = (i / 2) % ALERT_EVERY === 0;
+    const speed = alerting ? 130 + (i % 60) : 30 + (i % 90);
+    const gear = alerting ? 1 : Math.round(speed / 30);
+    return { type: "vehicle.telemetry", key: String(i % 1_000), event_id: `b${i}`, event_time: now, ingest_time: now, payload: { car_id: i % 1_000, speed, rpm: 1_000 + ((i * 131) % 5_000), gear } };
   }
   return { type: "sensor.reading", key: `s${i % 2_000}`, event_id: `b${i}`, event_time: now, ingest_time: now, payload: { sensor_id: `s${i % 2_000}`, temperature: (i % 600) / 10, humidity: (i % 1_000) / 10 } };
 }
@@ -68,7 +76,7 @@ const alertsStop = await jobs.alerts?.start(services, { commitIntervalMs: 250 })
 const tEnrich = await drained("enrich", services.topics.raw, N, t0);
 const tAlerts = await drained("alerts", services.topics.enriched, N, t0);
 const cpu1 = process.cpuUsage(cpu0);
-console.log(JSON.stringify({ bench: "pipeline", phase: "enrich+alerts", events: N, seconds: Math.round(tAlerts * 100) / 100, events_per_s: Math.round(N / tAlerts), enrich_events_per_s: Math.round(N / tEnrich), cpu_seconds: Math.round((cpu1.user + cpu1.system) / 1e4) / 100, rss_mb: rss() }));
+console.log(JSON.stringify({ bench: "pipeline", phase: "enrich+alerts", events: N, alert_share: ALERT_SHARE, seconds: Math.round(tAlerts * 100) / 100, events_per_s: Math.round(N / tAlerts), enrich_events_per_s: Math.round(N / tEnrich), cpu_seconds: Math.round((cpu1.user + cpu1.system) / 1e4) / 100, rss_mb: rss() }));
 
 // 2. The windows job drains the enriched backlog.
 const cpu2 = process.cpuUsage();
@@ -81,10 +89,11 @@ console.log(JSON.stringify({ bench: "pipeline", phase: "windows", events: N, sec
 
 // 3. Steady 10,000 events/s for 10 s with every job running: ingest_time → alert committed. The alert
 // path crosses two checkpoints (enrich produces at its checkpoint, alerts commits at its own), so for
-// latency they run with a 25 ms commit interval.
+// latency they run with a short commit interval (BENCH_LATENCY_COMMIT_MS, 25 ms).
 await Promise.all([enrichStop?.(), alertsStop?.()]);
-const latencyEnrichStop = await jobs.enrich?.start(services, { commitIntervalMs: 25 });
-const latencyAlertsStop = await jobs.alerts?.start(services, { commitIntervalMs: 25 });
+const LATENCY_COMMIT_MS = Number(process.env.BENCH_LATENCY_COMMIT_MS ?? 25);
+const latencyEnrichStop = await jobs.enrich?.start(services, { commitIntervalMs: LATENCY_COMMIT_MS });
+const latencyAlertsStop = await jobs.alerts?.start(services, { commitIntervalMs: LATENCY_COMMIT_MS });
 const RATE = 10_000;
 const sent = new Map<string, number>();
 const start = performance.now();
@@ -100,7 +109,7 @@ const ids = [...sent.keys()];
 await Bun.sleep(3_000);
 const alerts = await sql<{ event_id: string; at: number }[]>`select event_id, (extract(epoch from created_at) * 1000)::float8 as at from alerts where event_id = any(${ids})`;
 const latencies = alerts.map((a) => a.at - (sent.get(a.event_id) ?? a.at)).sort((a, b) => a - b);
-console.log(JSON.stringify({ bench: "pipeline", phase: "alert_latency", rate_per_s: RATE, commit_interval_ms: 25, alerts: latencies.length, p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99), max_ms: percentile(latencies, 1), rss_mb: rss() }));
+console.log(JSON.stringify({ bench: "pipeline", phase: "alert_latency", rate_per_s: RATE, alert_share: ALERT_SHARE, commit_interval_ms: LATENCY_COMMIT_MS, alerts: latencies.length, p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99), max_ms: percentile(latencies, 1), rss_mb: rss() }));
 
 await Promise.all([latencyEnrichStop?.(), latencyAlertsStop?.(), windowsStop?.()]);
 await closeServices(services);

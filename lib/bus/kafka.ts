@@ -23,22 +23,36 @@ function toBusError(error: unknown, what: string): Error {
   return new BusUnavailableError(`${what}: ${message}`, { cause: error });
 }
 
-/** Bytes of record values per produce request; the broker refuses a batch over message.max.bytes (1 MiB). */
-const MAX_REQUEST_BYTES = 768 * 1024;
+/**
+ * Bytes of record values per partition in one produce request: the broker refuses a partition's batch
+ * over message.max.bytes (1 MiB by default). A request carries a batch for each partition it touches.
+ */
+const MAX_PARTITION_BATCH_BYTES = 768 * 1024;
+/** Bytes per produce request overall, well under the broker's socket.request.max.bytes (100 MiB). */
+const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 
-/** [from, to) index ranges of `records` whose values sum to at most `limit` bytes (at least one record each). */
-export function byteChunks(records: OutgoingRecord[], limit: number): [number, number][] {
+/**
+ * [from, to) index ranges of `records` for one request each: no partition gets more than `partitionLimit`
+ * bytes and no request more than `requestLimit` (every range holds at least one record). Ranges keep
+ * the records' order, so sending them one after another keeps each partition's order.
+ */
+export function byteChunks(records: OutgoingRecord[], partitions: number[], partitionLimit: number, requestLimit = MAX_REQUEST_BYTES): [number, number][] {
   const chunks: [number, number][] = [];
   let from = 0;
-  let bytes = 0;
+  let total = 0;
+  let perPartition = new Map<number, number>();
   records.forEach((record, i) => {
     const size = record.value.byteLength + record.key.length + 64;
-    if (i > from && bytes + size > limit) {
+    const partition = partitions[i] ?? 0;
+    const inPartition = perPartition.get(partition) ?? 0;
+    if (i > from && (inPartition + size > partitionLimit || total + size > requestLimit)) {
       chunks.push([from, i]);
       from = i;
-      bytes = 0;
+      total = 0;
+      perPartition = new Map();
     }
-    bytes += size;
+    total += size;
+    perPartition.set(partition, (perPartition.get(partition) ?? 0) + size);
   });
   if (from < records.length) chunks.push([from, records.length]);
   return chunks;
@@ -142,8 +156,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         const count = await partitionCount(topic);
         const partitions = records.map((r) => partitionFor(r.key, count));
         const produced: ProducedRecord[] = [];
-        // Chunks in order: one request must stay under the broker's message.max.bytes (1 MiB by default).
-        for (const [from, to] of byteChunks(records, MAX_REQUEST_BYTES)) {
+        for (const [from, to] of byteChunks(records, partitions, MAX_PARTITION_BATCH_BYTES)) {
           const chunkPartitions = partitions.slice(from, to);
           const baseOffsets = await producerThread().send(topic, records.slice(from, to), chunkPartitions);
           // One entry per partition with the base offset; records keep their order within a partition.

@@ -196,3 +196,22 @@ test("kafka: a produce larger than the broker's request limit goes out in order,
   expect((await bus.endOffsets(topic))[0]?.offset).toBe(3_000);
   await bus.close();
 });
+
+test("kafka: a large produce over several partitions keeps each partition's order", async () => {
+  const bus = createKafkaBus({ brokers: services().kafkaBrokers, logger });
+  const topic = uniqueName("large-spread");
+  await bus.ensureTopics([{ name: topic, partitions: 4 }]);
+  const value = new Uint8Array(1_000).fill(3);
+  const sent = Array.from({ length: 6_000 }, (_, i) => ({ key: `k${i % 40}`, value, headers: { seq: String(i) } }));
+  const produced = await bus.produce(topic, sent);
+  // Offsets count up from 0 within each partition, in the order the records were given.
+  const next = new Map<number, number>();
+  for (const p of produced) {
+    expect(p.offset).toBe(next.get(p.partition) ?? 0);
+    next.set(p.partition, p.offset + 1);
+  }
+  const ends = await bus.endOffsets(topic);
+  expect(ends.reduce((sum, e) => sum + e.offset, 0)).toBe(6_000);
+  expect(ends.filter((e) => e.offset > 0).length).toBe(4);
+  await bus.close();
+});

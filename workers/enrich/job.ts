@@ -80,7 +80,8 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
         const slice = tracked.slice(i, i + 5_000);
         const rows = await tx<{ event_id: string }[]>`
           insert into seen_events (event_id, expires_at)
-          select * from unnest(${slice.map((p) => p.eventId)}::text[], ${slice.map((p) => new Date(p.expiresAt ?? 0).toISOString())}::timestamptz[])
+          select event_id, to_timestamp(expires_ms / 1000.0)
+          from unnest(${slice.map((p) => p.eventId)}::text[], ${slice.map((p) => p.expiresAt ?? 0)}::float8[]) as claim(event_id, expires_ms)
           on conflict (event_id) do nothing
           returning event_id`;
         for (const row of rows) claimed.add(row.event_id);
