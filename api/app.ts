@@ -1,5 +1,7 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { createBatcher } from "../lib/bus/batcher.ts";
+import { lakeCacheDir, localFiles } from "../lib/lake/local-files.ts";
+import { createLakeReader, readerTempDir } from "../lib/lake/reader.ts";
 import type { Services } from "../lib/services.ts";
 import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
@@ -11,6 +13,9 @@ import { registerDims } from "./routes/dims/index.ts";
 import { registerDocs } from "./routes/docs.ts";
 import { registerIngest } from "./routes/events/ingest.ts";
 import { registerHealth } from "./routes/health.ts";
+import { registerLakeEvents } from "./routes/lake/events.ts";
+import { registerLakeQuery } from "./routes/lake/query.ts";
+import { registerListRuns } from "./routes/runs/list.ts";
 
 export const openApiInfo = {
   openapi: "3.1.0",
@@ -39,6 +44,11 @@ export function createApp(services: Services, options: AppOptions) {
   registerDims(app, keyring);
   registerAlerts(app, keyring);
   registerListAggregates(app, keyring);
+  const { dataDir, query } = services.config;
+  const reader = createLakeReader({ sql: services.db.sql, files: localFiles(services.lake, lakeCacheDir(dataDir)), tempDir: readerTempDir(dataDir), timeoutMs: query.timeoutMs, maxRows: query.maxRows });
+  registerLakeEvents(app, { keyring, reader });
+  registerLakeQuery(app, { keyring, reader });
+  registerListRuns(app, keyring);
   app.doc31("/openapi.json", openApiInfo);
   app.notFound((c) => problem(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
   app.onError((error, c) => {

@@ -84,6 +84,15 @@ export const envSchema = z.object({
   /** A partition without records for this long stops holding the windows' watermark back. */
   WATERMARK_IDLE_TIMEOUT_MS: optional(integer(100, 3_600_000)).default(30_000),
   INGEST_MAX_PENDING_BYTES: optional(integer(1_024 * 1_024, 4 * 1024 * 1024 * 1024)).default(128 * 1024 * 1024),
+  /** The lake sink writes a file per input partition at least this often (and sooner past the record limit). */
+  LAKE_FLUSH_INTERVAL_MS: optional(integer(100, 60_000)).default(5_000),
+  LAKE_FLUSH_MAX_RECORDS: optional(integer(1, 10_000_000)).default(250_000),
+  /** How often compaction looks for closed hours, and how long after its end an hour counts as closed. */
+  LAKE_COMPACT_INTERVAL_MS: optional(integer(1_000, 86_400_000)).default(60_000),
+  LAKE_COMPACT_AFTER_S: optional(integer(0, 7 * 86_400)).default(600),
+  /** POST /v1/query limits. */
+  QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
+  QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -101,6 +110,8 @@ export interface Config {
   topicPrefix: string;
   logLevel: Env["LOG_LEVEL"];
   watermarkIdleTimeoutMs: number;
+  lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number };
+  query: { timeoutMs: number; maxRows: number };
   ingest: {
     maxBodyBytes: number;
     maxRecordsPerRequest: number;
@@ -144,6 +155,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     topicPrefix: e.TOPIC_PREFIX,
     logLevel: e.LOG_LEVEL,
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
+    lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000 },
+    query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS },
     ingest: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxRecordsPerRequest: e.MAX_RECORDS_PER_REQUEST,

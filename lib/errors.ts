@@ -47,3 +47,10 @@ export class DbError extends AppError {
     super("db_error", message, { retriable: options.retriable ?? false, cause: options.cause });
   }
 }
+
+/** A lake query the caller got wrong: refused by the guard, failed in DuckDB, or over its time limit. */
+export class QueryError extends AppError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("query_invalid", message, { retriable: false, cause: options.cause });
+  }
+}

@@ -22,6 +22,8 @@ export interface StreamJob {
    * forget those results); when the commit fails they stay pending and go out with the next checkpoint.
    */
   checkpoint(tx: Tx): Promise<(() => void) | void>;
+  /** Told after a checkpoint's transaction has rolled back (the database is free to use again). */
+  checkpointFailed?(error: unknown): Promise<void>;
   /** Frees the state of partitions this worker no longer owns (after their last checkpoint). */
   revoked?(partitions: TopicPartition[]): void;
   close?(): Promise<void>;
@@ -70,14 +72,19 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     exclusive(async () => {
       if (advanced.size === 0 && job.pending() === 0) return;
       const positions = [...advanced.values()];
-      const afterCommit = await sql.begin(async (tx) => {
-        const committed = await job.checkpoint(tx);
-        for (const p of positions) {
-          await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job.name}, ${p.topic}, ${p.partition}, ${p.offset}, now())
-                   on conflict (job, topic, partition) do update set next_offset = excluded.next_offset, updated_at = excluded.updated_at`;
-        }
-        return committed;
-      });
+      const afterCommit = await sql
+        .begin(async (tx) => {
+          const committed = await job.checkpoint(tx);
+          for (const p of positions) {
+            await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job.name}, ${p.topic}, ${p.partition}, ${p.offset}, now())
+                     on conflict (job, topic, partition) do update set next_offset = excluded.next_offset, updated_at = excluded.updated_at`;
+          }
+          return committed;
+        })
+        .catch(async (error: unknown) => {
+          await job.checkpointFailed?.(error).catch((failure: unknown) => logger.warn("recording a failed checkpoint failed", { error: failure }));
+          throw error;
+        });
       afterCommit?.();
       advanced.clear();
       // The bus's own group offsets only feed lag metrics; the positions of record are in job_offsets.

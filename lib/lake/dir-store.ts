@@ -45,6 +45,8 @@ export function createDirStore(root: string): ObjectStore {
 
     putFile: (key, localPath) => writeAtomically(key, (temporary) => copyFile(localPath, temporary)),
 
+    localPath: pathOf,
+
     async get(key) {
       try {
         return new Uint8Array(await readFile(pathOf(key)));

@@ -132,6 +132,8 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       }
     },
 
+    localPath: () => undefined,
+
     async ping() {
       try {
         await client.send(new HeadBucketCommand({ Bucket }));

@@ -20,6 +20,8 @@ export interface ObjectStore {
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Deletes the objects; keys that do not exist are fine. */
   delete(keys: string[]): Promise<void>;
+  /** Where the object lives on this machine when the store is a local directory; undefined for remote stores. */
+  localPath(key: string): string | undefined;
   /** Resolves when the storage answers; rejects with LakeError otherwise. */
   ping(): Promise<void>;
 }

@@ -1,16 +1,6 @@
+import type { TelemetryEnrichment } from "../../lib/events/enrichment.ts";
 import type { Envelope } from "../../lib/events/index.ts";
 import type { DimsSnapshot } from "./dims-cache.ts";
-
-/** The fields enrichment adds to vehicle.telemetry (null when the car or its model/colour is unknown). */
-export interface TelemetryEnrichment {
-  driver_id: number | null;
-  model_id: number | null;
-  color_id: number | null;
-  car_brand: string | null;
-  car_model: string | null;
-  color_name: string | null;
-  expected_gear: number;
-}
 
 /** Math.round rounds halves up, as the contract's round(speed / 30) does for positive speeds. */
 export const expectedGear = (speed: number) => Math.round(speed / 30);

@@ -1,0 +1,70 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { partitionFor } from "../../../lib/bus/partitioner.ts";
+import { eventTypes } from "../../../lib/events/index.ts";
+import type { LakeReader } from "../../../lib/lake/reader.ts";
+import type { Keyring } from "../../auth/keyring.ts";
+import type { AppEnv } from "../../env.ts";
+import { requireScope } from "../../middleware/auth.ts";
+import { problem, problemResponse } from "../../problem.ts";
+import { type ParamError, parseLimit, parseRange } from "../../query-params.ts";
+import { QueryError } from "../../../lib/errors.ts";
+
+const typeNames = [...eventTypes.keys()] as [string, ...string[]];
+
+const LakeEventSchema = z
+  .object({
+    type: z.enum(typeNames),
+    event_id: z.string(),
+    key: z.string().openapi({ description: "The device key" }),
+    event_time: z.string().openapi({ example: "2026-11-21T10:15:30.250Z" }),
+    ingest_time: z.string().openapi({ example: "2026-11-21T10:15:30.412Z" }),
+  })
+  .catchall(z.unknown())
+  .openapi("LakeEvent", { example: { type: "sensor.reading", event_id: "0193a5c2-7f3e-7b4a-9c1d-2e5f6a7b8c9d", key: "sensor-0001", event_time: "2026-11-21T10:15:30.250Z", ingest_time: "2026-11-21T10:15:30.412Z", sensor_id: "sensor-0001", temperature: 21.4, humidity: 48.2 } });
+
+const route = createRoute({
+  method: "get",
+  path: "/v1/events",
+  tags: ["lake"],
+  summary: "Events from the Parquet lake",
+  description:
+    "Enriched events of one type whose event_time is in [from, to), oldest first, each once. Only the hours the range covers (and, with `key`, the one input partition holding that key) are read. An accepted event is here within about 15 s (LAKE_FLUSH_INTERVAL_MS).",
+  security: [{ bearer: [] }],
+  request: {
+    query: z.object({
+      type: z.enum(typeNames).openapi({ example: "sensor.reading" }),
+      key: z.string().optional().openapi({ description: "Device key", example: "sensor-0001" }),
+      from: z.string().optional().openapi({ description: "Start of [from, to) on event_time: ISO-8601 or epoch ms" }),
+      to: z.string().optional(),
+      limit: z.string().optional().openapi({ description: "1 to 10000, default 100" }),
+    }),
+  },
+  responses: {
+    200: { description: "Events", content: { "application/json": { schema: z.object({ items: z.array(LakeEventSchema) }).openapi("LakeEventList") } } },
+    400: problemResponse("A parameter is invalid; `errors` names it"),
+    401: problemResponse("Missing or unknown API key"),
+    403: problemResponse("The key lacks the `query` scope"),
+  },
+});
+
+export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Keyring; reader: LakeReader }) {
+  app.openAPIRegistry.registerPath(route);
+  app.get("/v1/events", requireScope(deps.keyring, "query"), async (c) => {
+    const query = c.req.query();
+    const errors: ParamError[] = [];
+    if (!query.type) errors.push({ path: "type", message: `required: one of ${typeNames.join(", ")}` });
+    else if (!eventTypes.has(query.type)) errors.push({ path: "type", message: `one of ${typeNames.join(", ")}` });
+    const { from, to } = parseRange(query, errors);
+    const limit = parseLimit(query.limit, errors);
+    if (errors.length > 0 || !query.type) return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
+    const key = query.key || undefined;
+    const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
+    try {
+      const items = await deps.reader.events({ type: query.type, key, partition, fromMs: from, toMs: to, limit });
+      return c.json({ items }, 200);
+    } catch (error) {
+      if (error instanceof QueryError) return problem(c, 400, error.message);
+      throw error;
+    }
+  });
+}

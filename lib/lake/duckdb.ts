@@ -1,0 +1,85 @@
+import { type DuckDBConnection, DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBValue } from "@duckdb/node-api";
+
+/** A JSON-ready result: column names and DuckDB types, rows as arrays in column order. */
+export interface QueryResult {
+  columns: { name: string; type: string }[];
+  rows: unknown[][];
+}
+
+const INTEGERS = new Set([DuckDBTypeId.TINYINT, DuckDBTypeId.SMALLINT, DuckDBTypeId.INTEGER, DuckDBTypeId.BIGINT, DuckDBTypeId.UTINYINT, DuckDBTypeId.USMALLINT, DuckDBTypeId.UINTEGER, DuckDBTypeId.UBIGINT, DuckDBTypeId.HUGEINT, DuckDBTypeId.UHUGEINT]);
+const TIMESTAMPS = new Set([DuckDBTypeId.TIMESTAMP, DuckDBTypeId.TIMESTAMP_TZ, DuckDBTypeId.TIMESTAMP_MS, DuckDBTypeId.TIMESTAMP_S, DuckDBTypeId.TIMESTAMP_NS]);
+
+/** Integers as numbers while exact (strings beyond 2^53), timestamps as ISO-8601 UTC, the rest as DuckDB's JSON form. */
+function jsonValue(value: unknown, typeId: DuckDBTypeId): unknown {
+  if (value === null || typeof value !== "string") return value;
+  if (INTEGERS.has(typeId)) {
+    const n = Number(value);
+    return Number.isSafeInteger(n) ? n : value;
+  }
+  if (TIMESTAMPS.has(typeId)) {
+    // The session runs in UTC: "2026-11-21 10:00:04.25+00" or, without a zone, the same wall time.
+    const parsed = Date.parse(`${value.replace(" ", "T").replace(/\+00$/, "")}Z`);
+    return Number.isNaN(parsed) ? value : new Date(parsed).toISOString();
+  }
+  return value;
+}
+
+/**
+ * One in-memory DuckDB database and connection. The lake's only door to DuckDB: writers copy
+ * to Parquet through it, readers open one per query (see query.ts) so that each can be locked down.
+ */
+export class Duck {
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly connection: DuckDBConnection,
+  ) {}
+
+  static async open(settings: Record<string, string> = {}): Promise<Duck> {
+    // Without the ICU extension (not downloadable here) DuckDB keeps TIMESTAMPTZ in UTC.
+    const instance = await DuckDBInstance.create(":memory:", settings);
+    return new Duck(instance, await instance.connect());
+  }
+
+  async run(sql: string, values?: DuckDBValue[]): Promise<void> {
+    await this.connection.run(sql, values);
+  }
+
+  /** Runs one statement and reads at most `maxRows` rows; `truncated` says whether more were there. */
+  async query(sql: string, values?: DuckDBValue[], maxRows = Number.MAX_SAFE_INTEGER): Promise<QueryResult & { truncated: boolean }> {
+    const reader = await this.connection.streamAndReadUntil(sql, maxRows === Number.MAX_SAFE_INTEGER ? maxRows : maxRows + 1, values);
+    const names = reader.columnNames();
+    const types = reader.columnTypes();
+    const all = reader.getRowsJson();
+    const rows = all.slice(0, maxRows).map((row) => row.map((value, i) => jsonValue(value, types[i]?.typeId ?? DuckDBTypeId.VARCHAR)));
+    return { columns: names.map((name, i) => ({ name, type: types[i]?.toString() ?? "UNKNOWN" })), rows, truncated: all.length > maxRows };
+  }
+
+  /** Rows as objects keyed by column name. */
+  async objects(sql: string, values?: DuckDBValue[]): Promise<Record<string, unknown>[]> {
+    const { columns, rows } = await this.query(sql, values);
+    return rows.map((row) => Object.fromEntries(columns.map((c, i) => [c.name, row[i]])));
+  }
+
+  /** How many statements `sql` holds, and the type of each (SELECT, COPY, SET, …). */
+  async statementTypes(sql: string): Promise<string[]> {
+    const extracted = await this.connection.extractStatements(sql);
+    const types: string[] = [];
+    for (let i = 0; i < extracted.count; i++) types.push(StatementType[(await extracted.prepare(i)).statementType] ?? "UNKNOWN");
+    return types;
+  }
+
+  /** Stops the statement running on this connection; it fails with an "Interrupted" error. */
+  interrupt(): void {
+    this.connection.interrupt();
+  }
+
+  close(): void {
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+/** A SQL string literal. */
+export const sqlString = (value: string) => `'${value.replaceAll("'", "''")}'`;
+/** A SQL list of string literals. */
+export const sqlStringList = (values: string[]) => `[${values.map(sqlString).join(", ")}]`;

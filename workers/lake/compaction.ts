@@ -1,0 +1,84 @@
+import { mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Sql } from "../../lib/db/index.ts";
+import { envelopeColumns, payloadColumns } from "../../lib/lake/columns.ts";
+import { type Duck, sqlString, sqlStringList } from "../../lib/lake/duckdb.ts";
+import { compactedFileKey } from "../../lib/lake/layout.ts";
+import type { LocalFiles } from "../../lib/lake/local-files.ts";
+import type { ObjectStore } from "../../lib/lake/types.ts";
+import type { Logger } from "../../lib/log.ts";
+import { compactableGroups, forgetFiles, type LakeFile, replaceFiles, retiredFiles } from "../../lib/store/lake-files.ts";
+import { recordRun } from "../../lib/store/runs.ts";
+
+export const COMPACTION_JOB = "compaction";
+/** Groups merged per run, so one run stays short. */
+const GROUPS_PER_RUN = 50;
+
+export interface CompactionDeps {
+  sql: Sql;
+  store: ObjectStore;
+  files: LocalFiles;
+  duck: Duck;
+  workDir: string;
+  logger: Logger;
+  /** An hour is closed this long after it ends. */
+  closeAfterMs: number;
+  /** Retired files stay readable this long: longer than any query that listed them can run. */
+  retireGraceMs: number;
+}
+
+/** Merges one closed hour of one input partition into a single file, each event once, sorted by key and time. */
+async function compactGroup(deps: CompactionDeps, group: LakeFile[]): Promise<number> {
+  const [first] = group;
+  if (!first) return 0;
+  const startedAt = new Date();
+  const fromOffset = Math.min(...group.map((f) => f.fromOffset));
+  const toOffset = Math.max(...group.map((f) => f.toOffset));
+  const key = compactedFileKey(first.type, first.hour, first.partition, fromOffset, toOffset);
+  const output = join(deps.workDir, `compact-${crypto.randomUUID()}.parquet`);
+  const columns = [...envelopeColumns, ...payloadColumns(first.type)].map((c) => `"${c.name}"`).join(", ");
+  try {
+    const paths = await deps.files.paths(group.map((f) => f.key));
+    await deps.duck.run(`
+      copy (select ${columns} from read_parquet(${sqlStringList(paths)}, union_by_name = true)
+            qualify row_number() over (partition by event_id order by ingest_time, event_time) = 1
+            order by key, event_time)
+      to ${sqlString(output)} (format parquet, compression zstd)`);
+    const [counted] = await deps.duck.objects(`select count(*) as rows from read_parquet(${sqlString(output)})`);
+    const rows = Number(counted?.rows ?? 0);
+    await deps.store.putFile(key, output);
+    const merged: LakeFile = { key, type: first.type, hour: first.hour, partition: first.partition, fromOffset, toOffset, rows, bytes: (await stat(output)).size, compacted: true };
+    const done = await deps.sql.begin(async (tx) => {
+      const replaced = await replaceFiles(tx, merged, group.map((f) => f.key).filter((k) => k !== key));
+      if (replaced) await tx`insert into pipeline_runs (job, started_at, finished_at, status, records) values (${COMPACTION_JOB}, ${startedAt}, ${new Date()}, 'succeeded', ${rows})`;
+      return replaced;
+    });
+    if (!done) deps.logger.info("compaction skipped: another compactor changed the group", { key });
+    return done ? group.length : 0;
+  } catch (error) {
+    await recordRun(deps.sql, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "failed", records: 0, error: error instanceof Error ? error.message : String(error) }).catch(() => undefined);
+    throw error;
+  } finally {
+    await rm(output, { force: true });
+  }
+}
+
+/**
+ * One compaction pass: merges closed hours that have several files, then deletes files retired longer
+ * ago than the grace period. Queries list files in the manifest at their start and the files they
+ * listed stay in storage for the grace period, so a query never sees a row twice or misses one.
+ */
+export async function compactOnce(deps: CompactionDeps): Promise<{ merged: number; deleted: number }> {
+  // Several workers may compact at once: the same group gives the same key and the same bytes, and
+  // replaceFiles lets only one of them retire the group's files.
+  await mkdir(deps.workDir, { recursive: true });
+  let merged = 0;
+  for (const group of await compactableGroups(deps.sql, Date.now() - deps.closeAfterMs, GROUPS_PER_RUN)) merged += await compactGroup(deps, group);
+  const retired = await retiredFiles(deps.sql, deps.retireGraceMs);
+  if (retired.length > 0) {
+    await deps.store.delete(retired);
+    await deps.files.evict(retired);
+    await forgetFiles(deps.sql, retired);
+  }
+  return { merged, deleted: retired.length };
+}
