@@ -36,8 +36,9 @@ const { values: flags } = parseArgs({ options: { demo: { type: "boolean", defaul
 const logger = createLogger({ process: "all-in-one" });
 try {
   const services = await openServices(loadConfig(), logger);
-  const gateway = await startGateway(services);
+  // Jobs first: once the gateway answers, the whole process is up and SIGTERM is handled.
   const stopJobs = await Promise.all(Object.values(jobs).map((job) => job.start(services)));
+  const gateway = await startGateway(services);
   logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: Object.keys(jobs), demo: flags.demo });
   if (flags.demo) startSimulators(gateway.url, gateway.keys);
   onShutdownSignal(logger, async () => {

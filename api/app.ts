@@ -1,7 +1,7 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { createBatcher } from "../lib/bus/batcher.ts";
 import { lakeCacheDir, localFiles } from "../lib/lake/local-files.ts";
-import { createLakeReader, readerTempDir } from "../lib/lake/reader.ts";
+import { createLakeReader, type LakeReader, readerTempDir } from "../lib/lake/reader.ts";
 import type { Services } from "../lib/services.ts";
 import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
@@ -45,7 +45,11 @@ export function createApp(services: Services, options: AppOptions) {
   registerAlerts(app, keyring);
   registerListAggregates(app, keyring);
   const { dataDir, query } = services.config;
-  const reader = createLakeReader({ sql: services.db.sql, files: localFiles(services.lake, lakeCacheDir(dataDir)), tempDir: readerTempDir(dataDir), timeoutMs: query.timeoutMs, maxRows: query.maxRows });
+  let lakeReader: LakeReader | undefined;
+  const reader = () => {
+    lakeReader ??= createLakeReader({ sql: services.db.sql, files: localFiles(services.lake, lakeCacheDir(dataDir)), tempDir: readerTempDir(dataDir), timeoutMs: query.timeoutMs, maxRows: query.maxRows });
+    return lakeReader;
+  };
   registerLakeEvents(app, { keyring, reader });
   registerLakeQuery(app, { keyring, reader });
   registerListRuns(app, keyring);

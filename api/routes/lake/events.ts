@@ -47,7 +47,7 @@ const route = createRoute({
   },
 });
 
-export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Keyring; reader: LakeReader }) {
+export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Keyring; reader: () => LakeReader }) {
   app.openAPIRegistry.registerPath(route);
   app.get("/v1/events", requireScope(deps.keyring, "query"), async (c) => {
     const query = c.req.query();
@@ -60,7 +60,7 @@ export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Ke
     const key = query.key || undefined;
     const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
     try {
-      const items = await deps.reader.events({ type: query.type, key, partition, fromMs: from, toMs: to, limit });
+      const items = await deps.reader().events({ type: query.type, key, partition, fromMs: from, toMs: to, limit });
       return c.json({ items }, 200);
     } catch (error) {
       if (error instanceof QueryError) return problem(c, 400, error.message);

@@ -37,7 +37,7 @@ const route = createRoute({
   },
 });
 
-export function registerLakeQuery(app: OpenAPIHono<AppEnv>, deps: { keyring: Keyring; reader: LakeReader }) {
+export function registerLakeQuery(app: OpenAPIHono<AppEnv>, deps: { keyring: Keyring; reader: () => LakeReader }) {
   app.openAPIRegistry.registerPath(route);
   app.post("/v1/query", requireScope(deps.keyring, "query"), async (c) => {
     let body: unknown;
@@ -52,7 +52,7 @@ export function registerLakeQuery(app: OpenAPIHono<AppEnv>, deps: { keyring: Key
       return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
     }
     try {
-      return c.json(await deps.reader.query(parsed.data.sql), 200);
+      return c.json(await deps.reader().query(parsed.data.sql), 200);
     } catch (error) {
       if (error instanceof QueryError) return problem(c, 400, error.message, { errors: [{ path: "sql", message: error.message }] });
       throw error;
