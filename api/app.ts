@@ -15,6 +15,7 @@ import { registerIngest } from "./routes/events/ingest.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerLakeEvents } from "./routes/lake/events.ts";
 import { registerLakeQuery } from "./routes/lake/query.ts";
+import { registerMetrics } from "./routes/metrics.ts";
 import { registerListRuns } from "./routes/runs/list.ts";
 
 export const openApiInfo = {
@@ -37,6 +38,7 @@ export function createApp(services: Services, options: AppOptions) {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "An API key from API_KEYS" });
   app.use(requestContext(services));
   registerHealth(app);
+  registerMetrics(app, services);
   registerDocs(app);
   const { ingest } = services.config;
   const batcher = createBatcher(services.bus, services.topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });

@@ -15,3 +15,6 @@ export function topicNames(prefix = ""): Topics {
 export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
   return Object.values(topics).map((name) => ({ name, partitions }));
 }
+
+/** The input of each stream job, for lag metrics; a test checks it against the jobs themselves. */
+export const jobInputs: Readonly<Record<string, keyof Topics>> = { enrich: "raw", windows: "enriched", alerts: "enriched", lake: "enriched" };

@@ -191,6 +191,18 @@ for (const [name, setup] of Object.entries(setups)) {
       expect((await request("/v1/pipeline/runs?status=done")).status).toBe(400);
     });
 
+    test("/metrics shows the lake job's consumer lag, its flushes and the runs log", async () => {
+      const response = await app.request("/metrics");
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toContain("text/plain");
+      const text = await response.text();
+      const lagLines = text.split("\n").filter((l) => l.startsWith("devpipe_consumer_lag{") && l.includes('job="lake"'));
+      expect(lagLines.length).toBe(services.config.busPartitions);
+      for (const line of lagLines) expect(Number(line.split(" ").at(-1))).toBeGreaterThanOrEqual(0);
+      expect(text).toMatch(/^devpipe_pipeline_runs\{job="lake",status="succeeded"\} [1-9]\d*$/m);
+      expect(Number(/^devpipe_lake_flush_duration_seconds_count (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
+    });
+
     test("the SQL guard refuses everything but one SELECT over the views, and nothing is read or written", async () => {
       const marker = join(dir.path, `${run}-written.csv`);
       const attempts = [

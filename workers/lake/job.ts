@@ -7,6 +7,7 @@ import type { ObjectStore } from "../../lib/lake/types.ts";
 import { type FlushBatch, type TypeRecords, writeFlush } from "../../lib/lake/writer.ts";
 import type { Logger } from "../../lib/log.ts";
 import { addFiles, type LakeFile, loadSourceOffsets, saveSourceOffsets } from "../../lib/store/lake-files.ts";
+import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds } from "../../lib/metrics.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
@@ -110,6 +111,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
 
     async checkpointFailed(error: unknown) {
       if (!lastAttempt) return;
+      lakeFlushFailures.inc();
       await recordRun(deps.sql, { job: LAKE_JOB, startedAt: lastAttempt.startedAt, finishedAt: new Date(), status: "failed", records: lastAttempt.records, error: error instanceof Error ? error.message : String(error) });
     },
 
@@ -135,6 +137,8 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       await saveSourceOffsets(tx, progress);
       await tx`insert into pipeline_runs (job, started_at, finished_at, status, records) values (${LAKE_JOB}, ${startedAt}, ${new Date()}, 'succeeded', ${records})`;
       return () => {
+        lakeFlushSeconds.observe({}, (Date.now() - startedAt.getTime()) / 1000);
+        lakeFlushRecords.inc({}, records);
         for (const [partition] of flushing) buffers.delete(partition);
         buffered -= records;
         stats.written += records;

@@ -1,0 +1,37 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { Registry, registry } from "../../lib/metrics.ts";
+import type { Services } from "../../lib/services.ts";
+import { jobInputs } from "../../lib/topics.ts";
+import type { AppEnv } from "../env.ts";
+
+/**
+ * GET /metrics (Prometheus text). Besides what this process records, each scrape reads the consumer
+ * lag of every job's group from the bus and the runs log from Postgres, so the gateway shows the
+ * workers' progress even when they run in other processes.
+ */
+export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
+  // Scrape-time series belong to this app (and its services); the process registry holds the rest.
+  const scraped = new Registry();
+  const lag = scraped.gauge("devpipe_consumer_lag", "Records in a job's input partition not yet committed by its group");
+  const runs = scraped.gauge("devpipe_pipeline_runs", "Runs in the pipeline runs log, by job and status");
+  const lastRun = scraped.gauge("devpipe_pipeline_last_run_seconds", "Duration of each job's latest finished run");
+  scraped.collect(async () => {
+    const series = await Promise.all(
+      Object.entries(jobInputs).map(async ([job, input]) => {
+        const group = `${services.config.topicPrefix}${job}`;
+        const partitions = await services.bus.lag(group, services.topics[input]);
+        return partitions.map((p) => ({ labels: { job, group, topic: p.topic, partition: String(p.partition) }, value: p.lag }));
+      }),
+    );
+    lag.replace(series.flat());
+  });
+  scraped.collect(async () => {
+    const counts = await services.db.sql<{ job: string; status: string; n: number }[]>`select job, status, count(*)::int as n from pipeline_runs group by job, status`;
+    runs.replace(counts.map((c) => ({ labels: { job: c.job, status: c.status }, value: c.n })));
+    const latest = await services.db.sql<{ job: string; seconds: number }[]>`
+      select distinct on (job) job, extract(epoch from finished_at - started_at)::float8 as seconds
+      from pipeline_runs where finished_at is not null order by job, started_at desc`;
+    lastRun.replace(latest.map((l) => ({ labels: { job: l.job }, value: l.seconds })));
+  });
+  app.get("/metrics", async (c) => c.text((await scraped.render()) + (await registry.render()), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+}

@@ -1,0 +1,115 @@
+/**
+ * Prometheus metrics: a small registry of counters, gauges and histograms with labels, rendered in
+ * the text exposition format (version 0.0.4). Values that live elsewhere (consumer lag in the bus,
+ * runs in Postgres) are collected at scrape time by `collect` callbacks.
+ */
+type Labels = Record<string, string>;
+
+const escapeLabel = (value: string) => value.replaceAll("\\", "\\\\").replaceAll("\n", "\\n").replaceAll('"', '\\"');
+const labelText = (labels: Labels) => {
+  const entries = Object.entries(labels);
+  return entries.length === 0 ? "" : `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`;
+};
+const keyOf = (labels: Labels) => JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
+const number = (value: number) => (Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : value < 0 ? "-Inf" : "NaN");
+
+interface Metric {
+  render(): string[];
+}
+
+export class Counter implements Metric {
+  private readonly values = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+  inc(labels: Labels = {}, by = 1) {
+    const key = keyOf(labels);
+    const entry = this.values.get(key) ?? { labels, value: 0 };
+    entry.value += by;
+    this.values.set(key, entry);
+  }
+  render() {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`, ...[...this.values.values()].map((v) => `${this.name}${labelText(v.labels)} ${number(v.value)}`)];
+  }
+}
+
+export class Gauge implements Metric {
+  private values = new Map<string, { labels: Labels; value: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+  set(labels: Labels, value: number) {
+    this.values.set(keyOf(labels), { labels, value });
+  }
+  inc(labels: Labels = {}, by = 1) {
+    const entry = this.values.get(keyOf(labels));
+    this.set(labels, (entry?.value ?? 0) + by);
+  }
+  /** Replaces every series at once (for values collected at scrape time). */
+  replace(series: { labels: Labels; value: number }[]) {
+    this.values = new Map(series.map((s) => [keyOf(s.labels), s]));
+  }
+  render() {
+    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, ...[...this.values.values()].map((v) => `${this.name}${labelText(v.labels)} ${number(v.value)}`)];
+  }
+}
+
+export class Histogram implements Metric {
+  private readonly values = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
+  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+  observe(labels: Labels, value: number) {
+    const key = keyOf(labels);
+    const entry = this.values.get(key) ?? { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+    this.buckets.forEach((bound, i) => {
+      if (value <= bound) entry.counts[i] = (entry.counts[i] ?? 0) + 1;
+    });
+    entry.sum += value;
+    entry.count++;
+    this.values.set(key, entry);
+  }
+  render() {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    for (const v of this.values.values()) {
+      this.buckets.forEach((bound, i) => lines.push(`${this.name}_bucket${labelText({ ...v.labels, le: String(bound) })} ${v.counts[i] ?? 0}`));
+      lines.push(`${this.name}_bucket${labelText({ ...v.labels, le: "+Inf" })} ${v.count}`);
+      lines.push(`${this.name}_sum${labelText(v.labels)} ${number(v.sum)}`);
+      lines.push(`${this.name}_count${labelText(v.labels)} ${v.count}`);
+    }
+    return lines;
+  }
+}
+
+export class Registry {
+  private readonly metrics: Metric[] = [];
+  private readonly collectors: (() => Promise<void>)[] = [];
+  counter(name: string, help: string) {
+    return this.add(new Counter(name, help));
+  }
+  gauge(name: string, help: string) {
+    return this.add(new Gauge(name, help));
+  }
+  histogram(name: string, help: string, buckets: readonly number[]) {
+    return this.add(new Histogram(name, help, buckets));
+  }
+  /** Runs before every render; a failing collector leaves its metrics as they were. */
+  collect(collector: () => Promise<void>) {
+    this.collectors.push(collector);
+  }
+  async render(): Promise<string> {
+    await Promise.allSettled(this.collectors.map((c) => c()));
+    return `${this.metrics.flatMap((m) => m.render()).join("\n")}\n`;
+  }
+  private add<M extends Metric>(metric: M): M {
+    this.metrics.push(metric);
+    return metric;
+  }
+}
+
+/** Seconds buckets from 1 ms to 30 s. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
+
+/**
+ * The process's metrics. Stream jobs and the gateway record into it; GET /metrics renders it, so in
+ * one process (`bun run start`) every job's figures are there, and a worker process shows its own.
+ */
+export const registry = new Registry();
+
+export const lakeFlushSeconds = registry.histogram("devpipe_lake_flush_duration_seconds", "Time to write, upload and list one lake flush", LATENCY_BUCKETS);
+export const lakeFlushRecords = registry.counter("devpipe_lake_flushed_records_total", "Events written to the lake");
+export const lakeFlushFailures = registry.counter("devpipe_lake_flush_failures_total", "Lake flushes that failed (retried at the next checkpoint)");
