@@ -149,8 +149,14 @@ export function createLakeReader(options: ReaderOptions) {
           where.push("event_time < make_timestamptz(?::bigint * 1000)");
           values.push(filter.toMs);
         }
-        const sql = `select * from "${view}" ${where.length > 0 ? `where ${where.join(" and ")}` : ""} order by event_time, event_id limit ${filter.limit}`;
-        return await withinTimeLimit(duck, () => duck.objects(sql, values));
+        // DuckDB renders the page as one JSON array, far cheaper than converting row by row. ISO-8601
+        // times of fixed width sort as the instants do.
+        const iso = (column: string) => `strftime(${column}, '%Y-%m-%dT%H:%M:%S.%gZ') as ${column}`;
+        const page = `select * replace (${iso("event_time")}, ${iso("ingest_time")}) from "${view}" ${where.length > 0 ? `where ${where.join(" and ")}` : ""} order by event_time, event_id limit ${filter.limit}`;
+        const sql = `select cast(to_json(list(page order by page.event_time, page.event_id)) as varchar) as items from (${page}) page`;
+        const [row] = (await withinTimeLimit(duck, () => duck.query(sql, values))).rows;
+        // list() of no rows is NULL.
+        return row?.[0] ? (JSON.parse(String(row[0])) as Record<string, unknown>[]) : [];
       } finally {
         duck.close();
       }
