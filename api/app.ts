@@ -7,6 +7,7 @@ import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { problem } from "./problem.ts";
+import { type AlertHub, createAlertHub } from "./streams/alert-hub.ts";
 import { registerListAggregates } from "./routes/aggregates/list.ts";
 import { registerAlerts } from "./routes/alerts/index.ts";
 import { registerDims } from "./routes/dims/index.ts";
@@ -29,6 +30,8 @@ export const openApiInfo = {
 
 export interface AppOptions {
   apiKeys: ApiKey[];
+  /** The alert streams' hub; the server passes its own so it can end the streams on shutdown. */
+  alertHub?: AlertHub;
 }
 
 /** The gateway, built around already-open services so tests can call `app.request()` in-process. */
@@ -44,7 +47,12 @@ export function createApp(services: Services, options: AppOptions) {
   const batcher = createBatcher(services.bus, services.topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });
   registerIngest(app, { keyring, batcher });
   registerDims(app, keyring);
-  registerAlerts(app, keyring);
+  let alertHub = options.alertHub;
+  const hub = () => {
+    alertHub ??= createAlertHub(services.db.sql, { pollMs: services.config.sse.pollMs, logger: services.logger });
+    return alertHub;
+  };
+  registerAlerts(app, { keyring, hub });
   registerListAggregates(app, keyring);
   const { dataDir, query } = services.config;
   let lakeReader: LakeReader | undefined;

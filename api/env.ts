@@ -3,6 +3,8 @@ import type { Services } from "../lib/services.ts";
 
 /** What every handler can read from the context: `c.get("services")`, `c.get("requestId")`, `c.get("log")`. */
 export interface AppEnv {
+  /** Under Bun.serve, the server (absent for in-process `app.request`). */
+  Bindings: { timeout?(request: Request, seconds: number): void } | undefined;
   Variables: {
     services: Services;
     requestId: string;

@@ -93,6 +93,12 @@ export const envSchema = z.object({
   /** POST /v1/query limits. */
   QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
+  /** Alert streams: comment heartbeat period, poll period for new alerts, bytes buffered for a slow client before it is disconnected. */
+  SSE_HEARTBEAT_MS: optional(integer(100, 15_000)).default(15_000),
+  /** Seconds before the HTTP server closes an idle connection (alert streams are exempt). */
+  HTTP_IDLE_TIMEOUT_S: optional(integer(1, 255)).default(60),
+  SSE_POLL_MS: optional(integer(5, 5_000)).default(50),
+  SSE_MAX_BUFFER_BYTES: optional(integer(1_024, 256 * 1024 * 1024)).default(1024 * 1024),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -112,6 +118,8 @@ export interface Config {
   watermarkIdleTimeoutMs: number;
   lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number };
   query: { timeoutMs: number; maxRows: number };
+  sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number };
+  httpIdleTimeoutS: number;
   ingest: {
     maxBodyBytes: number;
     maxRecordsPerRequest: number;
@@ -157,6 +165,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
     lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000 },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS },
+    sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES },
+    httpIdleTimeoutS: e.HTTP_IDLE_TIMEOUT_S,
     ingest: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxRecordsPerRequest: e.MAX_RECORDS_PER_REQUEST,

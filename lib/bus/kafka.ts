@@ -3,6 +3,7 @@ import { BusRequestError, BusUnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import { startProducerThread } from "./kafka-producer-client.ts";
+import { backoffDelay } from "../retry.ts";
 import { partitionFor } from "./partitioner.ts";
 import { PositionTracker } from "./positions.ts";
 import type { Batch, Bus, ConsumeOptions, Consumer, DeliveredRecord, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec } from "./types.ts";
@@ -58,6 +59,38 @@ export function byteChunks(records: OutgoingRecord[], partitions: number[], part
   return chunks;
 }
 
+/**
+ * Admin reads right after topics are created can meet a broker whose metadata has not caught up
+ * (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE). kafkajs marks those retriable but its admin does
+ * not retry them here, so these reads are retried a few times with jittered backoff.
+ */
+async function retriedRead<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      const unknownTopic = error instanceof KafkaJSProtocolError && error.type === "UNKNOWN_TOPIC_OR_PARTITION";
+      if (!(error instanceof KafkaJSError && error.retriable) || unknownTopic || attempt >= 5) throw error;
+      await Bun.sleep(backoffDelay(attempt, { initialDelayMs: 100, maxDelayMs: 2_000 }));
+    }
+  }
+}
+
+/**
+ * Waits until every partition of `topics` has a leader. A broker that has just started, or topics just
+ * created, can answer metadata requests with "does not host this topic-partition" for a moment.
+ */
+async function leadersElected(client: Admin, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    const metadata = await client.fetchTopicMetadata({ topics }).catch(() => undefined);
+    const ready = metadata?.topics.length === topics.length && metadata.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0));
+    if (ready) return;
+    if (Date.now() > deadline) throw new BusUnavailableError(`topics ${topics.join(", ")} have no leader after ${timeoutMs} ms`);
+    await Bun.sleep(backoffDelay(attempt, { initialDelayMs: 50, maxDelayMs: 1_000 }) + 20);
+  }
+}
+
 function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: Timer | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -110,7 +143,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     const known = partitionCounts.get(topic);
     if (known !== undefined) return known;
     const client = await getAdmin();
-    const metadata = await client.fetchTopicMetadata({ topics: [topic] }).catch((error: unknown) => {
+    const metadata = await retriedRead(() => client.fetchTopicMetadata({ topics: [topic] })).catch((error: unknown) => {
       if (error instanceof KafkaJSProtocolError && error.type === "UNKNOWN_TOPIC_OR_PARTITION") throw new BusRequestError(`topic ${topic} does not exist`, { cause: error });
       throw error;
     });
@@ -122,7 +155,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
 
   const endOffsets = async (topic: string): Promise<PartitionOffset[]> => {
     try {
-      const offsets = await (await getAdmin()).fetchTopicOffsets(topic);
+      const offsets = await retriedRead(async () => (await getAdmin()).fetchTopicOffsets(topic));
       return offsets.map((o) => ({ topic, partition: o.partition, offset: Number(o.high) })).sort((a, b) => a.partition - b.partition);
     } catch (error) {
       throw toBusError(error, `end offsets of ${topic}`);
@@ -135,17 +168,18 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     async ensureTopics(topics: TopicSpec[]) {
       try {
         const client = await getAdmin();
-        const existing = new Set(await client.listTopics());
+        const existing = new Set(await retriedRead(() => client.listTopics()));
         const missing = topics.filter((t) => !existing.has(t.name));
         if (missing.length === 0) return;
-        await client.createTopics({
-          waitForLeaders: true,
-          topics: missing.map((t) => ({ topic: t.name, numPartitions: t.partitions, replicationFactor: 1 })),
-        });
+        await client
+          .createTopics({ waitForLeaders: false, topics: missing.map((t) => ({ topic: t.name, numPartitions: t.partitions, replicationFactor: 1 })) })
+          .catch((error: unknown) => {
+            // Another process may have created them in between: that is the outcome we wanted.
+            if (!(error instanceof KafkaJSError && /already exists/i.test(error.message))) throw error;
+          });
+        await leadersElected(client, missing.map((t) => t.name));
         logger.info("topics created", { topics: missing.map((t) => t.name) });
       } catch (error) {
-        // Another process may have created them in between: that is the outcome we wanted.
-        if (error instanceof KafkaJSError && /already exists/i.test(error.message)) return;
         throw toBusError(error, "create topics");
       }
     },
@@ -288,7 +322,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     async lag(group: string, topic: string): Promise<PartitionLag[]> {
       try {
         const ends = await endOffsets(topic);
-        const [committed] = await (await getAdmin()).fetchOffsets({ groupId: group, topics: [topic] });
+        const [committed] = await retriedRead(async () => (await getAdmin()).fetchOffsets({ groupId: group, topics: [topic] }));
         return ends.map((end) => {
           const raw = committed?.partitions.find((p) => p.partition === end.partition)?.offset;
           const position = raw === undefined || raw === "-1" ? null : Number(raw);

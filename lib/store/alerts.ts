@@ -35,3 +35,28 @@ export async function listAlerts(sql: Sql, query: AlertQuery): Promise<{ items: 
   const last = page[page.length - 1];
   return { items, next: rows.length > query.limit && last ? { t: last.event_time.getTime(), s: last.seq } : undefined };
 }
+
+/** An alert with its commit-ordered sequence number (the stream's cursor). */
+export interface SequencedAlert {
+  seq: number;
+  alert: Alert;
+}
+
+/** Alerts committed after `afterSeq`, in commit order, optionally narrowed by key, rule and event time. */
+export async function alertsAfter(sql: Sql, query: { afterSeq: number; key?: string; rule?: string; since?: number; limit: number }): Promise<SequencedAlert[]> {
+  const rows = await sql<AlertRow[]>`
+    select seq, alert_id::text, event_id, type, key, event_time, rules, event from alerts
+    where seq > ${query.afterSeq}
+      ${query.key !== undefined ? sql`and key = ${query.key}` : sql``}
+      ${query.rule !== undefined ? sql`and rules @> array[${query.rule}]::text[]` : sql``}
+      ${query.since !== undefined ? sql`and event_time >= ${new Date(query.since)}` : sql``}
+    order by seq
+    limit ${query.limit}`;
+  return rows.map(({ seq, event_time, ...rest }) => ({ seq: Number(seq), alert: { ...rest, event_time: event_time.toISOString() } }));
+}
+
+/** The newest alert's sequence number (0 when there is none). */
+export async function latestAlertSeq(sql: Sql): Promise<number> {
+  const [row] = await sql<{ seq: string | null }[]>`select max(seq) as seq from alerts`;
+  return Number(row?.seq ?? 0);
+}

@@ -40,6 +40,9 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
       const alerts = [...pending.values()];
       if (alerts.length === 0) return;
       const inserted = new Set<string>();
+      // Alerts writers take turns until commit, so `seq` follows commit order: a stream that has seen
+      // seq n has seen every committed alert before it.
+      await tx`select pg_advisory_xact_lock(hashtext('devpipe:alerts'))`;
       for (let i = 0; i < alerts.length; i += 1_000) {
         const slice = alerts.slice(i, i + 1_000);
         const rows = await tx<{ alert_id: string }[]>`

@@ -1,0 +1,107 @@
+import type { Sql } from "../../lib/db/index.ts";
+import type { Logger } from "../../lib/log.ts";
+import { registry } from "../../lib/metrics.ts";
+import { alertsAfter, latestAlertSeq, type SequencedAlert } from "../../lib/store/alerts.ts";
+
+export interface AlertSubscriber {
+  key?: string;
+  rule?: string;
+  /** New alerts matching the filter, in commit order. */
+  deliver(alerts: SequencedAlert[]): void;
+  /** The gateway is shutting down: send a last event and end the stream. */
+  end(reason: "shutdown"): void;
+}
+
+const PAGE = 1_000;
+const sseClients = registry.gauge("devpipe_sse_clients", "Open alert streams (GET /v1/alerts/stream)");
+
+const matches = (s: AlertSubscriber, { alert }: SequencedAlert) => (s.key === undefined || alert.key === s.key) && (s.rule === undefined || alert.rules.includes(s.rule));
+
+/**
+ * One poller per gateway for every alert stream: it reads alerts committed after the last one it saw
+ * (one indexed query per tick, whatever the number of clients) and hands each subscriber those that
+ * match its filter. It runs only while someone is subscribed.
+ */
+export function createAlertHub(sql: Sql, options: { pollMs: number; logger: Logger }) {
+  const subscribers = new Set<AlertSubscriber>();
+  let lastSeq: number | undefined;
+  let initialising: Promise<number> | undefined;
+  let timer: Timer | undefined;
+  let polling = false;
+  let closed = false;
+
+  const position = async (): Promise<number> => {
+    if (lastSeq !== undefined) return lastSeq;
+    initialising ??= latestAlertSeq(sql).then((seq) => {
+      lastSeq ??= seq;
+      return lastSeq;
+    });
+    try {
+      return await initialising;
+    } finally {
+      initialising = undefined;
+    }
+  };
+
+  const poll = async () => {
+    if (polling) return;
+    polling = true;
+    try {
+      let after = await position();
+      for (;;) {
+        const page = await alertsAfter(sql, { afterSeq: after, limit: PAGE });
+        const last = page[page.length - 1];
+        if (!last) break;
+        after = last.seq;
+        // Position and delivery move together, in one turn of the event loop: a subscriber that reads the
+        // position gets every later alert delivered.
+        lastSeq = after;
+        for (const subscriber of subscribers) {
+          const wanted = page.filter((a) => matches(subscriber, a));
+          if (wanted.length > 0) subscriber.deliver(wanted);
+        }
+        if (page.length < PAGE) break;
+      }
+    } catch (error) {
+      options.logger.warn("alert stream poll failed; retrying", { error });
+    } finally {
+      polling = false;
+    }
+  };
+
+  return {
+    /** Starts delivering to `subscriber`; resolves the sequence number from which delivery starts. */
+    async subscribe(subscriber: AlertSubscriber): Promise<{ from: number; unsubscribe: () => void }> {
+      if (closed) throw new Error("alert hub closed");
+      subscribers.add(subscriber);
+      sseClients.set({}, subscribers.size);
+      timer ??= setInterval(() => void poll(), options.pollMs);
+      const unsubscribe = () => {
+        subscribers.delete(subscriber);
+        sseClients.set({}, subscribers.size);
+        if (subscribers.size === 0 && timer) {
+          clearInterval(timer);
+          timer = undefined;
+        }
+      };
+      try {
+        return { from: await position(), unsubscribe };
+      } catch (error) {
+        unsubscribe();
+        throw error;
+      }
+    },
+    subscribers: () => subscribers.size,
+    /** Ends every stream with a final event; later subscriptions are refused. */
+    close() {
+      closed = true;
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      for (const subscriber of [...subscribers]) subscriber.end("shutdown");
+      subscribers.clear();
+      sseClients.set({}, 0);
+    },
+  };
+}
+
+export type AlertHub = ReturnType<typeof createAlertHub>;
