@@ -11,6 +11,7 @@ import { type AlertHub, createAlertHub } from "./streams/alert-hub.ts";
 import { registerListAggregates } from "./routes/aggregates/list.ts";
 import { registerAlerts } from "./routes/alerts/index.ts";
 import { registerDims } from "./routes/dims/index.ts";
+import { registerDashboard } from "./routes/dashboard.ts";
 import { registerDocs } from "./routes/docs.ts";
 import { registerIngest } from "./routes/events/ingest.ts";
 import { registerHealth } from "./routes/health.ts";
@@ -43,6 +44,7 @@ export function createApp(services: Services, options: AppOptions) {
   registerHealth(app);
   registerMetrics(app, services);
   registerDocs(app);
+  registerDashboard(app);
   const { ingest } = services.config;
   const batcher = createBatcher(services.bus, services.topics.raw, { lingerMs: ingest.lingerMs, maxBatchRecords: ingest.maxBatchRecords, maxPendingBytes: ingest.maxPendingBytes });
   registerIngest(app, { keyring, batcher });

@@ -113,3 +113,8 @@ export const registry = new Registry();
 export const lakeFlushSeconds = registry.histogram("devpipe_lake_flush_duration_seconds", "Time to write, upload and list one lake flush", LATENCY_BUCKETS);
 export const lakeFlushRecords = registry.counter("devpipe_lake_flushed_records_total", "Events written to the lake");
 export const lakeFlushFailures = registry.counter("devpipe_lake_flush_failures_total", "Lake flushes that failed (retried at the next checkpoint)");
+
+export const ingestEvents = registry.counter("devpipe_ingest_events_total", "Ingested records by event type and outcome (accepted, rejected, unavailable)");
+export const httpRequestSeconds = registry.histogram("devpipe_http_request_duration_seconds", "Gateway request latency by method, route and status", LATENCY_BUCKETS);
+export const produceSeconds = registry.histogram("devpipe_produce_duration_seconds", "Time for the bus to confirm a produced batch, by topic and outcome", LATENCY_BUCKETS);
+export const windowOpen = registry.gauge("devpipe_window_open_windows", "Open (not yet final) windows held in this process's window state");

@@ -1,3 +1,4 @@
+import { ingestEvents } from "../../lib/metrics.ts";
 import type { Batcher } from "../../lib/bus/batcher.ts";
 import type { Config } from "../../lib/config.ts";
 import { encodeEnvelope, type EventType, validateRecord } from "../../lib/events/index.ts";
@@ -31,25 +32,39 @@ export interface IngestDeps {
 export async function ingest(records: ParsedRecord[], pathType: string | undefined, deps: IngestDeps): Promise<IngestResult> {
   const now = deps.now?.() ?? Date.now();
   const errors: IngestError[] = [];
-  const accepted: { key: string; value: Uint8Array; eventId: string; eventTime: number }[] = [];
+  const accepted: { key: string; value: Uint8Array; eventId: string; eventTime: number; type: string }[] = [];
   let rejected = 0;
+  const typeOf = (value: unknown) => pathType ?? (typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string" && deps.types.has((value as { type: string }).type) ? (value as { type: string }).type : "unknown");
   records.forEach((record, index) => {
     if (!record.ok) {
+      ingestEvents.inc({ type: pathType ?? "unknown", status: "rejected" });
       rejected++;
       errors.push({ index, path: "", message: record.message });
       return;
     }
     const result = validateRecord(record.value, { types: deps.types, pathType, now, policy: deps.policy, newEventId: Bun.randomUUIDv7 });
     if (!result.ok) {
+      ingestEvents.inc({ type: typeOf(record.value), status: "rejected" });
       rejected++;
       for (const error of result.errors) errors.push({ index, ...error });
       return;
     }
     const { envelope } = result;
-    accepted.push({ key: envelope.key, value: encodeEnvelope(envelope), eventId: envelope.event_id, eventTime: envelope.event_time });
+    accepted.push({ key: envelope.key, value: encodeEnvelope(envelope), eventId: envelope.event_id, eventTime: envelope.event_time, type: envelope.type });
   });
   if (accepted.length > 0) {
-    await deps.batcher.send(accepted.map((a) => ({ key: a.key, value: a.value, timestamp: a.eventTime })));
+    const count = (status: string) => {
+      const byType = new Map<string, number>();
+      for (const a of accepted) byType.set(a.type, (byType.get(a.type) ?? 0) + 1);
+      for (const [type, n] of byType) ingestEvents.inc({ type, status }, n);
+    };
+    try {
+      await deps.batcher.send(accepted.map((a) => ({ key: a.key, value: a.value, timestamp: a.eventTime })));
+    } catch (error) {
+      count("unavailable");
+      throw error;
+    }
+    count("accepted");
   }
   return { accepted: accepted.length, rejected, event_ids: accepted.map((a) => a.eventId), errors };
 }

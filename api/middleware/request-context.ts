@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { httpRequestSeconds } from "../../lib/metrics.ts";
 import type { Services } from "../../lib/services.ts";
 import type { AppEnv } from "../env.ts";
 
@@ -19,6 +20,8 @@ export function requestContext(services: Services): MiddlewareHandler<AppEnv> {
     const started = performance.now();
     await next();
     c.header("x-request-id", requestId);
+    // The route pattern, not the path, keeps the label set small (/v1/dims/:name, not every name).
+    httpRequestSeconds.observe({ method: c.req.method, route: c.req.routePath, status: String(c.res.status) }, (performance.now() - started) / 1000);
     log.info("request", { method: c.req.method, path: c.req.path, status: c.res.status, duration_ms: Math.round((performance.now() - started) * 100) / 100 });
   };
 }

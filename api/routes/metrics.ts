@@ -14,6 +14,7 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
   const scraped = new Registry();
   const lag = scraped.gauge("devpipe_consumer_lag", "Records in a job's input partition not yet committed by its group");
   const runs = scraped.gauge("devpipe_pipeline_runs", "Runs in the pipeline runs log, by job and status");
+  const late = scraped.gauge("devpipe_late_events", "Events that arrived behind the watermark (counted, sent to events.late, never applied)");
   const lastRun = scraped.gauge("devpipe_pipeline_last_run_seconds", "Duration of each job's latest finished run");
   scraped.collect(async () => {
     const series = await Promise.all(
@@ -32,6 +33,8 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
       select distinct on (job) job, extract(epoch from finished_at - started_at)::float8 as seconds
       from pipeline_runs where finished_at is not null order by job, started_at desc`;
     lastRun.replace(latest.map((l) => ({ labels: { job: l.job }, value: l.seconds })));
+    const [lateRow] = await services.db.sql<{ n: number }[]>`select coalesce(sum(late_events), 0)::float8 as n from window_progress`;
+    late.set({}, lateRow?.n ?? 0);
   });
   app.get("/metrics", async (c) => c.text((await scraped.render()) + (await registry.render()), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
 }

@@ -1,3 +1,4 @@
+import { produceSeconds } from "../metrics.ts";
 import { BusUnavailableError } from "../errors.ts";
 import type { Bus, OutgoingRecord, ProducedRecord } from "./types.ts";
 
@@ -34,8 +35,10 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
     const batch = queue;
     queue = [];
     queuedRecords = 0;
+    const started = performance.now();
     bus.produce(topic, batch.flatMap((w) => w.records)).then(
       (produced) => {
+        produceSeconds.observe({ topic, outcome: "ok" }, (performance.now() - started) / 1000);
         let at = 0;
         for (const waiting of batch) {
           waiting.resolve(produced.slice(at, at + waiting.records.length));
@@ -43,6 +46,7 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
         }
       },
       (error: unknown) => {
+        produceSeconds.observe({ topic, outcome: "failed" }, (performance.now() - started) / 1000);
         for (const waiting of batch) waiting.reject(error);
       },
     );

@@ -5,6 +5,7 @@ import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
 import { type AnyView, DEFAULT_LATENESS_MS, WINDOWS_JOB } from "../../lib/windows/views.ts";
+import { windowOpen } from "../../lib/metrics.ts";
 import type { StreamJob } from "../runner.ts";
 import { PartitionWindows, type RowId, type WindowRow } from "./engine.ts";
 import { WatermarkTracker } from "./watermark.ts";
@@ -224,6 +225,7 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         lateOut = lateOut.slice(late.length);
         processed = 0;
         for (const [p, w] of watermarks) committedWatermarks.set(p, w);
+        windowOpen.set({}, openWindows());
       };
     },
 
