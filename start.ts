@@ -41,6 +41,19 @@ try {
   const gateway = await startGateway(services);
   logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: Object.keys(jobs), demo: flags.demo });
   if (flags.demo) startSimulators(gateway.url, gateway.keys);
+  // Printed, not logged: what a person needs to open the dashboard.
+  process.stdout.write(
+    [
+      "",
+      `devpipe ${flags.demo ? "demo " : ""}is running (${services.config.mode} mode)`,
+      `  dashboard: ${gateway.url}/`,
+      `  API docs:  ${gateway.url}/docs`,
+      `  API key:   ${gateway.generatedKey ?? "one of your API_KEYS"}  (paste it into the dashboard once)`,
+      flags.demo ? "  simulators: vehicle, location, smartcity, iot, activity; alerts and windows fill within seconds" : "",
+      "",
+      "",
+    ].join("\n"),
+  );
   onShutdownSignal(logger, async () => {
     await gateway.stop();
     await Promise.all(stopJobs.map((stop) => stop()));

@@ -18,6 +18,8 @@ export async function startGateway(services: Services) {
   return {
     url: `http://localhost:${server.port}`,
     keys,
+    /** The admin key generated on first start (API_KEYS unset), for banners. */
+    generatedKey: generated?.key,
     /** Ends the alert streams with a final event, then stops accepting and finishes open requests. */
     async stop() {
       alertHub.close();
