@@ -2,12 +2,22 @@ import type { Sql } from "../../lib/db/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import { registry } from "../../lib/metrics.ts";
 import { alertsAfter, latestAlertSeq, type SequencedAlert } from "../../lib/store/alerts.ts";
+import { encodeCursor } from "../query-params.ts";
+
+/** An alert with its SSE frame (`id`, `event`, `data`) encoded once for every stream that sends it. */
+export interface StreamedAlert extends SequencedAlert {
+  frame: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+export const streamed = (alerts: SequencedAlert[]): StreamedAlert[] =>
+  alerts.map((a) => ({ ...a, frame: encoder.encode(`id: ${encodeCursor({ q: a.seq })}\nevent: alert\ndata: ${JSON.stringify(a.alert)}\n\n`) }));
 
 export interface AlertSubscriber {
   key?: string;
   rule?: string;
   /** New alerts matching the filter, in commit order. */
-  deliver(alerts: SequencedAlert[]): void;
+  deliver(alerts: StreamedAlert[]): void;
   /** The gateway is shutting down: send a last event and end the stream. */
   end(reason: "shutdown"): void;
 }
@@ -15,7 +25,7 @@ export interface AlertSubscriber {
 const PAGE = 1_000;
 const sseClients = registry.gauge("devpipe_sse_clients", "Open alert streams (GET /v1/alerts/stream)");
 
-const matches = (s: AlertSubscriber, { alert }: SequencedAlert) => (s.key === undefined || alert.key === s.key) && (s.rule === undefined || alert.rules.includes(s.rule));
+const matches = (s: AlertSubscriber, { alert }: StreamedAlert) => (s.key === undefined || alert.key === s.key) && (s.rule === undefined || alert.rules.includes(s.rule));
 
 /**
  * One poller per gateway for every alert stream: it reads alerts committed after the last one it saw
@@ -49,7 +59,7 @@ export function createAlertHub(sql: Sql, options: { pollMs: number; logger: Logg
     try {
       let after = await position();
       for (;;) {
-        const page = await alertsAfter(sql, { afterSeq: after, limit: PAGE });
+        const page = streamed(await alertsAfter(sql, { afterSeq: after, limit: PAGE }));
         const last = page[page.length - 1];
         if (!last) break;
         after = last.seq;

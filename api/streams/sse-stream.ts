@@ -40,6 +40,11 @@ export class SseStream {
     this.write(`${id === undefined ? "" : `id: ${id}\n`}event: ${name}\ndata: ${data}\n\n`);
   }
 
+  /** A frame already encoded (shared by every stream that sends it). */
+  frame(bytes: Uint8Array) {
+    this.enqueue(bytes);
+  }
+
   comment(text: string) {
     this.write(`: ${text}\n\n`);
   }
@@ -63,8 +68,11 @@ export class SseStream {
   }
 
   private write(text: string) {
+    this.enqueue(encoder.encode(text));
+  }
+
+  private enqueue(chunk: Uint8Array) {
     if (this.closed) return;
-    const chunk = encoder.encode(text);
     this.queue.push(chunk);
     this.queuedBytes += chunk.byteLength;
     this.flush();

@@ -1,12 +1,12 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { alertRuleNames } from "../../../lib/alert-rules.ts";
-import { alertsAfter, type SequencedAlert } from "../../../lib/store/alerts.ts";
+import { alertsAfter } from "../../../lib/store/alerts.ts";
 import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
-import { decodeCursor, encodeCursor, type ParamError, parseTimeParam } from "../../query-params.ts";
-import type { AlertHub } from "../../streams/alert-hub.ts";
+import { decodeCursor, type ParamError, parseTimeParam } from "../../query-params.ts";
+import { type AlertHub, type StreamedAlert, streamed } from "../../streams/alert-hub.ts";
 import { SseStream } from "../../streams/sse-stream.ts";
 
 const REPLAY_PAGE = 500;
@@ -74,7 +74,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
     c.env?.timeout?.(c.req.raw, 0);
 
     let lastSent = resume.afterSeq ?? -1;
-    let held: SequencedAlert[] | undefined = [];
+    let held: StreamedAlert[] | undefined = [];
     let heartbeat: Timer | undefined;
     let unsubscribe = () => {};
     const stream = new SseStream(config.sse.maxBufferBytes, (why) => {
@@ -82,10 +82,10 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
       unsubscribe();
       if (why === "overflow") log.warn("alert stream dropped: the client reads too slowly", { buffer_bytes: config.sse.maxBufferBytes });
     });
-    const send = (alerts: SequencedAlert[]) => {
-      for (const { seq, alert } of alerts) {
+    const send = (alerts: StreamedAlert[]) => {
+      for (const { seq, frame } of alerts) {
         if (seq <= lastSent) continue;
-        stream.event("alert", encodeCursor({ q: seq }), JSON.stringify(alert));
+        stream.frame(frame);
         lastSent = seq;
       }
     };
@@ -110,7 +110,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
         if (resume.afterSeq !== undefined) {
           let after = resume.afterSeq;
           while (!stream.isClosed) {
-            const page = (await alertsAfter(db.sql, { afterSeq: after, ...filter, since: resume.fromTime, limit: REPLAY_PAGE })).filter((a) => a.seq <= subscription.from);
+            const page = streamed((await alertsAfter(db.sql, { afterSeq: after, ...filter, since: resume.fromTime, limit: REPLAY_PAGE })).filter((a) => a.seq <= subscription.from));
             send(page);
             const last = page[page.length - 1];
             if (!last || page.length < REPLAY_PAGE) break;
