@@ -10,14 +10,31 @@ export interface StreamedAlert extends SequencedAlert {
 }
 
 const encoder = new TextEncoder();
+/** The frames of `alerts` in one buffer. */
+export function concatFrames(alerts: StreamedAlert[]): Uint8Array {
+  const out = new Uint8Array(alerts.reduce((n, a) => n + a.frame.byteLength, 0));
+  let at = 0;
+  for (const a of alerts) {
+    out.set(a.frame, at);
+    at += a.frame.byteLength;
+  }
+  return out;
+}
+
 export const streamed = (alerts: SequencedAlert[]): StreamedAlert[] =>
   alerts.map((a) => ({ ...a, frame: encoder.encode(`id: ${encodeCursor({ q: a.seq })}\nevent: alert\ndata: ${JSON.stringify(a.alert)}\n\n`) }));
+
+/** Alerts for one filter, plus all their frames in one buffer shared by the subscribers of that filter. */
+export interface AlertBatch {
+  alerts: StreamedAlert[];
+  frames: Uint8Array;
+}
 
 export interface AlertSubscriber {
   key?: string;
   rule?: string;
   /** New alerts matching the filter, in commit order. */
-  deliver(alerts: StreamedAlert[]): void;
+  deliver(batch: AlertBatch): void;
   /** The gateway is shutting down: send a last event and end the stream. */
   end(reason: "shutdown"): void;
 }
@@ -66,9 +83,17 @@ export function createAlertHub(sql: Sql, options: { pollMs: number; logger: Logg
         // Position and delivery move together, in one turn of the event loop: a subscriber that reads the
         // position gets every later alert delivered.
         lastSeq = after;
+        // Subscribers with the same filter share one batch: its frames are written once, not per client.
+        const batches = new Map<string, AlertBatch | null>();
         for (const subscriber of subscribers) {
-          const wanted = page.filter((a) => matches(subscriber, a));
-          if (wanted.length > 0) subscriber.deliver(wanted);
+          const filter = `${subscriber.key ?? ""}\u0000${subscriber.rule ?? ""}`;
+          let batch = batches.get(filter);
+          if (batch === undefined) {
+            const wanted = page.filter((a) => matches(subscriber, a));
+            batch = wanted.length > 0 ? { alerts: wanted, frames: concatFrames(wanted) } : null;
+            batches.set(filter, batch);
+          }
+          if (batch) subscriber.deliver(batch);
         }
         if (page.length < PAGE) break;
       }

@@ -6,7 +6,7 @@ import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
 import { decodeCursor, type ParamError, parseTimeParam } from "../../query-params.ts";
-import { type AlertHub, type StreamedAlert, streamed } from "../../streams/alert-hub.ts";
+import { type AlertBatch, type AlertHub, concatFrames, type StreamedAlert, streamed } from "../../streams/alert-hub.ts";
 import { SseStream } from "../../streams/sse-stream.ts";
 
 const REPLAY_PAGE = 500;
@@ -74,7 +74,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
     c.env?.timeout?.(c.req.raw, 0);
 
     let lastSent = resume.afterSeq ?? -1;
-    let held: StreamedAlert[] | undefined = [];
+    let held: AlertBatch[] | undefined = [];
     let heartbeat: Timer | undefined;
     let unsubscribe = () => {};
     const stream = new SseStream(config.sse.maxBufferBytes, (why) => {
@@ -82,18 +82,21 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
       unsubscribe();
       if (why === "overflow") log.warn("alert stream dropped: the client reads too slowly", { buffer_bytes: config.sse.maxBufferBytes });
     });
-    const send = (alerts: StreamedAlert[]) => {
-      for (const { seq, frame } of alerts) {
-        if (seq <= lastSent) continue;
-        stream.frame(frame);
-        lastSent = seq;
-      }
+    const send = (batch: AlertBatch) => {
+      const last = batch.alerts[batch.alerts.length - 1];
+      if (!last || last.seq <= lastSent) return;
+      // The shared buffer as is, unless part of it was already sent (only at the replay/live seam).
+      const first = batch.alerts[0];
+      if (first && first.seq > lastSent) stream.frame(batch.frames);
+      else stream.frame(concatFrames(batch.alerts.filter((a) => a.seq > lastSent)));
+      lastSent = last.seq;
     };
+    const sendAll = (alerts: StreamedAlert[]) => send({ alerts, frames: concatFrames(alerts) });
 
     const subscription = await deps.hub().subscribe({
       ...filter,
       // Until the replay has caught up, live alerts wait here; then they go out, skipping what the replay sent.
-      deliver: (alerts) => (held ? held.push(...alerts) : send(alerts)),
+      deliver: (batch) => (held ? held.push(batch) : send(batch)),
       end: () => {
         stream.event("shutdown", undefined, JSON.stringify({ reason: "the gateway is shutting down; reconnect with Last-Event-ID" }));
         stream.close();
@@ -111,7 +114,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
           let after = resume.afterSeq;
           while (!stream.isClosed) {
             const page = streamed((await alertsAfter(db.sql, { afterSeq: after, ...filter, since: resume.fromTime, limit: REPLAY_PAGE })).filter((a) => a.seq <= subscription.from));
-            send(page);
+            if (page.length > 0) sendAll(page);
             const last = page[page.length - 1];
             if (!last || page.length < REPLAY_PAGE) break;
             after = last.seq;
@@ -120,7 +123,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
         }
         const waiting = held ?? [];
         held = undefined;
-        send(waiting);
+        for (const batch of waiting) send(batch);
       } catch (error) {
         log.error("alert stream replay failed", { error });
         stream.close();
