@@ -95,6 +95,8 @@ export const envSchema = z.object({
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
   /** Alert streams: comment heartbeat period, poll period for new alerts, bytes buffered for a slow client before it is disconnected. */
   SSE_HEARTBEAT_MS: optional(integer(100, 15_000)).default(15_000),
+  /** A worker process (`bun run worker`) serves its own GET /metrics on this port when set. */
+  METRICS_PORT: optional(port),
   /** Seconds before the HTTP server closes an idle connection (alert streams are exempt). */
   HTTP_IDLE_TIMEOUT_S: optional(integer(1, 255)).default(60),
   SSE_POLL_MS: optional(integer(5, 5_000)).default(50),
@@ -120,6 +122,7 @@ export interface Config {
   query: { timeoutMs: number; maxRows: number };
   sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number };
   httpIdleTimeoutS: number;
+  metricsPort: number | undefined;
   ingest: {
     maxBodyBytes: number;
     maxRecordsPerRequest: number;
@@ -167,6 +170,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS },
     sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES },
     httpIdleTimeoutS: e.HTTP_IDLE_TIMEOUT_S,
+    metricsPort: e.METRICS_PORT,
     ingest: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxRecordsPerRequest: e.MAX_RECORDS_PER_REQUEST,

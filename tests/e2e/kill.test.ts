@@ -6,7 +6,7 @@ import { closeServices, openServices, type Services } from "../../lib/services.t
 import { freshDatabase } from "../support/pg.ts";
 import { expectViewsEqualReference, postEvents, putDims, type Request } from "../support/pipeline-check.ts";
 import { COLOURS, MIN, pipelineData } from "../support/pipeline-data.ts";
-import { startProcess } from "../support/process.ts";
+import { freePort, startProcess } from "../support/process.ts";
 import { services as realServices, uniqueName } from "../support/services.ts";
 import { lakeIdCounts } from "../support/lake.ts";
 import { tempDir } from "../support/tmp.ts";
@@ -42,6 +42,7 @@ for (const [lakeKind, lakeEnv] of Object.entries(lakes)) {
         TOPIC_PREFIX: `${uniqueName("k")}.`,
         WATERMARK_IDLE_TIMEOUT_MS: "1000",
         LAKE_FLUSH_INTERVAL_MS: "700",
+        METRICS_PORT: String(freePort()),
         LOG_LEVEL: "warn",
         ...lakeEnv(),
       };
@@ -98,6 +99,9 @@ for (const [lakeKind, lakeEnv] of Object.entries(lakes)) {
         expect([...counts.keys()].filter((id) => !accepted.has(id))).toEqual([]);
         expect([...accepted].filter((id) => !counts.has(id))).toEqual([]);
         expect([...counts].filter(([, n]) => n !== 1)).toEqual([]);
+        // The worker serves its own metrics: the lake flushes it made since its last restart.
+        const workerMetrics = await (await fetch(`http://127.0.0.1:${env.METRICS_PORT}/metrics`)).text();
+        expect(Number(/^devpipe_lake_flush_duration_seconds_count (\d+)$/m.exec(workerMetrics)?.[1] ?? 0)).toBeGreaterThan(0);
       } catch (error) {
         // What a person would look at first: the worker's last words and how far each job got.
         console.error("worker output:", worker.output().slice(-3_000));

@@ -14,6 +14,7 @@ const service = z.object({
   environment: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
   ports: z.array(z.string()).optional(),
   healthcheck: healthcheck.optional(),
+  profiles: z.array(z.string()).optional(),
   depends_on: z.record(z.string(), z.object({ condition: z.enum(["service_healthy", "service_completed_successfully", "service_started"]) })).optional(),
 });
 const composeSchema = z.object({ services: z.record(z.string(), service), volumes: z.record(z.string(), z.unknown()).optional() });
@@ -37,6 +38,15 @@ test("docker-compose.yml runs services mode on official images with health check
   expect(workers?.command).toEqual(["bun", "run", "workers/main.ts", "all"]);
   // No host port for the workers, so `--scale workers=N` works.
   expect(workers?.ports).toBeUndefined();
+  // The simulator profile: one service per domain, posting to the gateway once it is healthy.
+  const simulators = Object.entries(compose.services).filter(([name]) => name.startsWith("sim-"));
+  expect(simulators.map(([name]) => name).sort()).toEqual(["sim-activity", "sim-iot", "sim-location", "sim-smartcity", "sim-vehicle"]);
+  for (const [name, sim] of simulators) {
+    expect(sim.profiles).toEqual(["simulators"]);
+    expect(Array.isArray(sim.command) ? sim.command.slice(0, 4) : sim.command).toEqual(["bun", "run", "generators/cli.ts", name.slice(4)]);
+    expect(sim.command).toContain("http://gateway:3000");
+    expect(sim.depends_on?.gateway?.condition).toBe("service_healthy");
+  }
 });
 
 test("the app environment in docker-compose.yml passes the configuration schema in services mode", async () => {
