@@ -7,9 +7,7 @@
  *   query_device  p50/p99 ms of GET /v1/events's lookup: one device, one day, over BENCH_LAKE_EVENTS (10M)
  *   query_day     p50 ms of a full-day aggregate over the same events (POST /v1/query)
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import postgres from "postgres";
 import { partitionFor } from "../lib/bus/partitioner.ts";
 import { loadConfig } from "../lib/config.ts";
 import { encodeEnvelope, type Envelope } from "../lib/events/index.ts";
@@ -24,6 +22,7 @@ import { addFiles, liveFiles } from "../lib/store/lake-files.ts";
 import { jobs } from "../workers/jobs.ts";
 import { compactOnce } from "../workers/lake/compaction.ts";
 import { percentile } from "./proc.ts";
+import { benchDatabase } from "./services.ts";
 
 const TOTAL = Number(process.env.BENCH_LAKE_EVENTS ?? 10_000_000);
 const SINK_EVENTS = Number(process.env.BENCH_SINK_EVENTS ?? 500_000);
@@ -31,19 +30,12 @@ const FLUSH = 250_000;
 const DEVICES = 1_000;
 const PARTITIONS = 4;
 const DAY = Date.UTC(2026, 10, 20);
-const servicesFile = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "services.env");
-if (!existsSync(servicesFile)) throw new Error("no services: run `bash scripts/services.sh up` first");
-const serviceEnv = Object.fromEntries(readFileSync(servicesFile, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
-
-const name = `bench_lake_${Date.now().toString(36)}`;
-const admin = postgres(serviceEnv.DATABASE_URL ?? "", { max: 1, onnotice: () => undefined });
-await admin.unsafe(`create database ${name}`);
-const url = new URL(serviceEnv.DATABASE_URL ?? "");
-url.pathname = `/${name}`;
+const bench = await benchDatabase("bench_lake");
+const { name, env: serviceEnv } = bench;
 const dataDir = `/tmp/${name}`;
 const lakeEnv = process.env.BENCH_LAKE === "s3" ? { LAKE_URL: `${serviceEnv.LAKE_URL}/${name}` } : { LAKE_URL: `file://${dataDir}/lake` };
 const services = await openServices(
-  loadConfig({ ...serviceEnv, ...lakeEnv, DATABASE_URL: url.toString(), DATA_DIR: dataDir, TOPIC_PREFIX: `${name}.`, BUS_PARTITIONS: String(PARTITIONS), LOG_LEVEL: "warn" }),
+  loadConfig({ ...serviceEnv, ...lakeEnv, DATABASE_URL: bench.url, DATA_DIR: dataDir, TOPIC_PREFIX: `${name}.`, BUS_PARTITIONS: String(PARTITIONS), LOG_LEVEL: "warn" }),
   createLogger({ bench: "lake" }, () => undefined),
 );
 const { sql } = services.db;
@@ -148,5 +140,4 @@ const day = await timed(() => reader.query("select hour(event_time) as hour, cou
 console.log(JSON.stringify({ bench: "lake", phase: "query_day", events_in_lake: TOTAL, p50_ms: percentile(day, 0.5), max_ms: percentile(day, 1), rss_mb: rss() }));
 
 await closeServices(services);
-await admin.unsafe(`drop database ${name} with (force)`);
-await admin.end();
+await bench.drop();

@@ -6,9 +6,6 @@
  *   alert_latency  p50/p99 from ingest_time to the alert committed, at a steady 10,000 events/s
  * BENCH_EVENTS (200,000) sets N; BENCH_ALERT_SHARE (0.05) the share of telemetry events that raise an alert.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import postgres from "postgres";
 import type { OutgoingRecord } from "../lib/bus/types.ts";
 import { loadConfig } from "../lib/config.ts";
 import { encodeEnvelope, type Envelope } from "../lib/events/index.ts";
@@ -17,23 +14,17 @@ import { closeServices, openServices } from "../lib/services.ts";
 import { replaceDimension } from "../lib/store/dims.ts";
 import { jobs } from "../workers/jobs.ts";
 import { percentile } from "./proc.ts";
+import { benchDatabase } from "./services.ts";
 
 const N = Number(process.env.BENCH_EVENTS ?? 200_000);
 /** Share of telemetry events that raise an alert (half the events are telemetry). */
 const ALERT_SHARE = Number(process.env.BENCH_ALERT_SHARE ?? 0.05);
 if (!(ALERT_SHARE > 0 && ALERT_SHARE <= 1)) throw new Error("BENCH_ALERT_SHARE: a share in (0, 1]");
 const ALERT_EVERY = Math.round(1 / ALERT_SHARE);
-const servicesFile = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "services.env");
-if (!existsSync(servicesFile)) throw new Error("no services: run `bash scripts/services.sh up` first");
-const serviceEnv = Object.fromEntries(readFileSync(servicesFile, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
-
-const database = `bench_${Date.now().toString(36)}`;
-const admin = postgres(serviceEnv.DATABASE_URL ?? "", { max: 1, onnotice: () => undefined });
-await admin.unsafe(`create database ${database}`);
-const url = new URL(serviceEnv.DATABASE_URL ?? "");
-url.pathname = `/${database}`;
+const bench = await benchDatabase("bench");
+const { name: database, env: serviceEnv } = bench;
 const services = await openServices(
-  loadConfig({ ...serviceEnv, DATABASE_URL: url.toString(), DATA_DIR: `/tmp/${database}`, TOPIC_PREFIX: `${database}.`, LOG_LEVEL: "warn" }),
+  loadConfig({ ...serviceEnv, DATABASE_URL: bench.url, DATA_DIR: `/tmp/${database}`, TOPIC_PREFIX: `${database}.`, LOG_LEVEL: "warn" }),
   createLogger({ bench: "pipeline" }, () => undefined),
 );
 const { sql } = services.db;
@@ -113,5 +104,4 @@ console.log(JSON.stringify({ bench: "pipeline", phase: "alert_latency", rate_per
 
 await Promise.all([latencyEnrichStop?.(), latencyAlertsStop?.(), windowsStop?.()]);
 await closeServices(services);
-await admin.unsafe(`drop database ${database} with (force)`);
-await admin.end();
+await bench.drop();

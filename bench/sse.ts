@@ -6,11 +6,11 @@
  *           delivered to every client, gateway RSS and CPU
  *   BENCH_SSE_CLIENTS (1000), BENCH_SSE_RATE (1000), BENCH_SSE_SECONDS (10)
  */
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import { alertIdFor } from "../lib/alerts.ts";
 import { cpuSeconds, memoryMb, percentile } from "./proc.ts";
+import { benchDatabase } from "./services.ts";
 
 // Bun's fetch keeps at most 256 connections open unless told otherwise, and every stream holds one.
 if (!process.env.BUN_CONFIG_MAX_HTTP_REQUESTS) {
@@ -24,19 +24,13 @@ const SECONDS = Number(process.env.BENCH_SSE_SECONDS ?? 10);
 const SAMPLED = Math.min(CLIENTS, 100);
 const KEY = "bench-sse-key";
 
-const file = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "services.env");
-if (!existsSync(file)) throw new Error("no services: run `bash scripts/services.sh up` first");
-const serviceEnv = Object.fromEntries(readFileSync(file, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
-const database = `bench_sse_${Date.now().toString(36)}`;
-const admin = postgres(serviceEnv.DATABASE_URL ?? "", { max: 1, onnotice: () => undefined });
-await admin.unsafe(`create database ${database}`);
-const url = new URL(serviceEnv.DATABASE_URL ?? "");
-url.pathname = `/${database}`;
+const bench = await benchDatabase("bench_sse");
+const { name: database, env: serviceEnv } = bench;
 
 const port = 3000 + Math.floor(Math.random() * 20_000);
 const gateway = Bun.spawn(["bun", "api/main.ts"], {
   cwd: join(import.meta.dir, ".."),
-  env: { ...process.env, ...serviceEnv, DATABASE_URL: url.toString(), TOPIC_PREFIX: `${database}.`, PORT: String(port), DATA_DIR: `/tmp/${database}`, API_KEYS: `${KEY}:query`, LOG_LEVEL: "warn", LAKE_URL: `file:///tmp/${database}/lake` },
+  env: { ...process.env, ...serviceEnv, DATABASE_URL: bench.url, TOPIC_PREFIX: `${database}.`, PORT: String(port), DATA_DIR: `/tmp/${database}`, API_KEYS: `${KEY}:query`, LOG_LEVEL: "warn", LAKE_URL: `file:///tmp/${database}/lake` },
   stdout: "ignore",
   stderr: "inherit",
 });
@@ -46,7 +40,7 @@ for (let i = 0; ; i++) {
   if (i > 300) throw new Error("gateway did not become ready");
   await Bun.sleep(100);
 }
-const sql = postgres(url.toString(), { max: 2, onnotice: () => undefined });
+const sql = postgres(bench.url, { max: 2, onnotice: () => undefined });
 
 // Each alert's event_id carries its commit time: "<ms>-<n>".
 const latencies: number[] = [];
@@ -117,6 +111,5 @@ console.log(JSON.stringify({
 gateway.kill("SIGTERM");
 await gateway.exited;
 await sql.end();
-await admin.unsafe(`drop database ${database} with (force)`);
-await admin.end();
+await bench.drop();
 process.exit(0);
