@@ -1,6 +1,7 @@
 import type { Batch, Consumer, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
 import type { Sql, Tx } from "../lib/db/index.ts";
 import type { Logger } from "../lib/log.ts";
+import { backoffDelay } from "../lib/retry.ts";
 import type { Services } from "../lib/services.ts";
 
 /**
@@ -67,6 +68,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   const advanced = new Map<string, PartitionOffset>();
   let consumer: Consumer | undefined;
   let failuresInARow = 0;
+  let stopping = false;
 
   const checkpoint = () =>
     exclusive(async () => {
@@ -125,13 +127,24 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
         const last = batch.records[batch.records.length - 1];
         if (last) advanced.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: last.offset + 1 });
       });
-      if (job.pending() >= maxPending) await checkpoint();
+      // Past maxPending the batch is not done until a checkpoint commits: that is the backpressure that
+      // bounds memory while the database is down. The batch must not fail here: it has been processed, and
+      // a redelivery would apply it twice.
+      for (let attempt = 0; job.pending() >= maxPending && !stopping; attempt++) {
+        try {
+          await checkpoint();
+        } catch (error) {
+          if (attempt % 20 === 0) logger.error("checkpoint failed with results pending at the limit; consumption waits for it", { error, pending: job.pending(), attempt });
+          await Bun.sleep(backoffDelay(attempt, { initialDelayMs: 50, maxDelayMs: 2_000 }) + 10);
+        }
+      }
     },
   });
 
   return {
     /** Finishes the batch in hand, commits what was processed, and leaves the group. */
     async stop() {
+      stopping = true;
       clearInterval(timer);
       await consumer?.stop();
       await checkpoint();

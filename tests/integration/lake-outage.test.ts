@@ -43,7 +43,7 @@ beforeAll(async () => {
   stops = await Promise.all([jobs.enrich, jobs.lake].map((job) => job?.start(services, { commitIntervalMs: 100 }) ?? Promise.reject(new Error("job missing"))));
 });
 afterAll(async () => {
-  proxy.restore();
+  await proxy.restore();
   await Promise.all(stops.map((stop) => stop()));
   await closeServices(services);
   await drop();
@@ -65,7 +65,7 @@ test("S3 unreachable: flushes fail and are retried; afterwards every event is in
   expect(failure?.error).toBeTruthy();
   expect(failure?.records).toBeGreaterThan(0);
 
-  proxy.restore();
+  await proxy.restore();
   expect((await post(readings(120, 30))).status).toBe(202);
   const counts = await waitFor(async () => {
     const found = await lakeIdCounts(services, dir.path);
