@@ -118,3 +118,4 @@ export const ingestEvents = registry.counter("devpipe_ingest_events_total", "Ing
 export const httpRequestSeconds = registry.histogram("devpipe_http_request_duration_seconds", "Gateway request latency by method, route and status", LATENCY_BUCKETS);
 export const produceSeconds = registry.histogram("devpipe_produce_duration_seconds", "Time for the bus to confirm a produced batch, by topic and outcome", LATENCY_BUCKETS);
 export const windowOpen = registry.gauge("devpipe_window_open_windows", "Open (not yet final) windows held in this process's window state");
+export const undecodableRecords = registry.counter("devpipe_undecodable_records_total", "Records a stream job skipped because they were not an event envelope, by job");

@@ -19,3 +19,12 @@ const decoder = new TextDecoder();
 
 export const encodeEnvelope = (envelope: Envelope): Uint8Array => encoder.encode(JSON.stringify(envelope));
 export const decodeEnvelope = (bytes: Uint8Array): Envelope => EnvelopeSchema.parse(JSON.parse(decoder.decode(bytes)));
+
+/** The envelope, or undefined when the bytes are not one (a foreign producer, a bug): callers skip and count it. */
+export function tryDecodeEnvelope(bytes: Uint8Array): Envelope | undefined {
+  try {
+    return decodeEnvelope(bytes);
+  } catch {
+    return undefined;
+  }
+}

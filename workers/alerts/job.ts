@@ -1,7 +1,8 @@
 import { type Alert, alertIdFor } from "../../lib/alerts.ts";
 import type { Batch, Bus } from "../../lib/bus/types.ts";
 import type { Tx } from "../../lib/db/index.ts";
-import { decodeEnvelope } from "../../lib/events/index.ts";
+import { tryDecodeEnvelope } from "../../lib/events/index.ts";
+import { undecodableRecords } from "../../lib/metrics.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import type { StreamJob } from "../runner.ts";
@@ -21,7 +22,13 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
     input: deps.topics.enriched,
     process(batch: Batch) {
       for (const record of batch.records) {
-        const envelope = decodeEnvelope(record.value);
+        const envelope = tryDecodeEnvelope(record.value);
+        if (!envelope) {
+          // Skipped, never retried: failing the batch would only bring the same bytes back.
+          undecodableRecords.inc({ job: "alerts" });
+          deps.logger.error("undecodable record in events.enriched skipped", { partition: record.partition, offset: record.offset });
+          continue;
+        }
         const rules = matchingRules(envelope.type, envelope.payload);
         if (rules.length === 0 || pending.has(envelope.event_id)) continue;
         pending.set(envelope.event_id, {

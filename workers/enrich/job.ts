@@ -1,6 +1,7 @@
 import type { Batch, Bus, OutgoingRecord } from "../../lib/bus/types.ts";
 import type { Tx } from "../../lib/db/index.ts";
-import { decodeEnvelope, encodeEnvelope } from "../../lib/events/index.ts";
+import { encodeEnvelope, tryDecodeEnvelope } from "../../lib/events/index.ts";
+import { undecodableRecords } from "../../lib/metrics.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { SOURCE_HEADER } from "../../lib/windows/source.ts";
@@ -42,13 +43,12 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
     process(batch: Batch) {
       const dims = deps.dims.current();
       for (const record of batch.records) {
-        let decoded: ReturnType<typeof decodeEnvelope>;
-        try {
-          decoded = decodeEnvelope(record.value);
-        } catch (error) {
+        const decoded = tryDecodeEnvelope(record.value);
+        if (!decoded) {
           // Only the gateway writes events.raw, so this is a bug or a foreign producer: skip it, loudly.
           stats.undecodable++;
-          deps.logger.error("undecodable record in events.raw skipped", { partition: record.partition, offset: record.offset, error });
+          undecodableRecords.inc({ job: "enrich" });
+          deps.logger.error("undecodable record in events.raw skipped", { partition: record.partition, offset: record.offset });
           continue;
         }
         const horizon = dedupeHorizonMs(decoded.type);

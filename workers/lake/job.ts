@@ -7,7 +7,7 @@ import type { ObjectStore } from "../../lib/lake/types.ts";
 import { type FlushBatch, type TypeRecords, writeFlush } from "../../lib/lake/writer.ts";
 import type { Logger } from "../../lib/log.ts";
 import { addFiles, type LakeFile, loadSourceOffsets, saveSourceOffsets } from "../../lib/store/lake-files.ts";
-import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds } from "../../lib/metrics.ts";
+import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds, undecodableRecords } from "../../lib/metrics.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
@@ -85,6 +85,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
         }
         if (typeof head.type !== "string" || typeof head.event_id !== "string" || typeof head.event_time !== "number") {
           stats.undecodable++;
+          undecodableRecords.inc({ job: LAKE_JOB });
           deps.logger.error("undecodable record in events.enriched skipped", { partition: record.partition, offset: record.offset });
           continue;
         }

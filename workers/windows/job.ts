@@ -1,11 +1,11 @@
 import type { Batch, Bus, OutgoingRecord, PartitionOffset, TopicPartition } from "../../lib/bus/types.ts";
 import type { Sql, Tx } from "../../lib/db/index.ts";
-import { decodeEnvelope } from "../../lib/events/index.ts";
+import { tryDecodeEnvelope } from "../../lib/events/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
 import { type AnyView, DEFAULT_LATENESS_MS, WINDOWS_JOB } from "../../lib/windows/views.ts";
-import { windowOpen } from "../../lib/metrics.ts";
+import { undecodableRecords, windowOpen } from "../../lib/metrics.ts";
 import type { StreamJob } from "../runner.ts";
 import { PartitionWindows, type RowId, type WindowRow } from "./engine.ts";
 import { WatermarkTracker } from "./watermark.ts";
@@ -169,7 +169,13 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
           }
           sourceOffsets.set(source.partition, source.offset);
         }
-        const event = decodeEnvelope(record.value);
+        const event = tryDecodeEnvelope(record.value);
+        if (!event) {
+          // Skipped, never retried: failing the batch would apply its earlier records a second time.
+          undecodableRecords.inc({ job: "windows" });
+          options.logger.error("undecodable record in events.enriched skipped", { partition: record.partition, offset: record.offset });
+          continue;
+        }
         const late = engine.apply(event, tracker.watermarkOf(batch.partition));
         if (late.length > 0) {
           lateCounts.set(batch.partition, (lateCounts.get(batch.partition) ?? 0) + 1);
