@@ -3,18 +3,27 @@ import { type Envelope, decodeEnvelope } from "../../lib/events/index.ts";
 import { uniqueName } from "./services.ts";
 import { waitFor } from "./wait.ts";
 
-/** Every envelope written to `topic` after `since`, read back with a throwaway consumer group. */
+/**
+ * Every envelope written to `topic` after `since`, read back with a throwaway consumer group: each
+ * record once by its position (a rebalance may deliver a record to the reader twice), and only once
+ * every partition has been read up to its end.
+ */
 export async function readEnvelopesSince(bus: Bus, topic: string, since: PartitionOffset[]): Promise<Envelope[]> {
-  const seen: Envelope[] = [];
+  const byPosition = new Map<string, Envelope>();
+  const reached = new Map<number, number>();
   const consumer = await bus.consume({
     group: uniqueName("readback"),
     topics: [topic],
     onAssign: async () => since,
-    onBatch: async (batch) => void seen.push(...batch.records.map((r) => decodeEnvelope(r.value))),
+    onBatch: async (batch) => {
+      for (const r of batch.records) byPosition.set(`${r.partition}:${r.offset}`, decodeEnvelope(r.value));
+      const last = batch.records[batch.records.length - 1];
+      if (last) reached.set(batch.partition, Math.max(reached.get(batch.partition) ?? 0, last.offset + 1));
+    },
   });
   const ends = await bus.endOffsets(topic);
-  const total = ends.reduce((sum, e) => sum + e.offset - (since.find((s) => s.partition === e.partition)?.offset ?? 0), 0);
-  await waitFor(() => seen.length >= total, { timeoutMs: 30_000, what: `${total} records read back from ${topic}` });
+  const start = (partition: number) => since.find((s) => s.partition === partition)?.offset ?? 0;
+  await waitFor(() => ends.every((e) => e.offset <= start(e.partition) || (reached.get(e.partition) ?? 0) >= e.offset), { timeoutMs: 30_000, what: `every partition of ${topic} read to its end` });
   await consumer.stop();
-  return seen;
+  return [...byPosition.values()];
 }
