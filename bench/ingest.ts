@@ -9,16 +9,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpuSeconds, memoryMb, percentile } from "./proc.ts";
+import { serviceEnv } from "./services.ts";
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 5_000);
 const KEY = "bench-ingest-key";
-
-function servicesEnv(): Record<string, string> {
-  if (process.env.KAFKA_BROKERS && process.env.DATABASE_URL) return { KAFKA_BROKERS: process.env.KAFKA_BROKERS, DATABASE_URL: process.env.DATABASE_URL };
-  const file = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "services.env");
-  if (!existsSync(file)) throw new Error("no Kafka: run `bash scripts/services.sh up` first (or set KAFKA_BROKERS and DATABASE_URL)");
-  return Object.fromEntries(readFileSync(file, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
-}
 
 function kafkaPid(): number | undefined {
   const file = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "kafka/pid");
@@ -28,7 +22,7 @@ function kafkaPid(): number | undefined {
 const port = 3000 + Math.floor(Math.random() * 20_000);
 const gateway = Bun.spawn(["bun", "api/main.ts"], {
   cwd: join(import.meta.dir, ".."),
-  env: { ...process.env, ...servicesEnv(), PORT: String(port), DATA_DIR: `/tmp/devpipe-bench-${port}`, API_KEYS: `${KEY}:ingest`, LOG_LEVEL: "warn", LAKE_URL: `file:///tmp/devpipe-bench-${port}/lake` },
+  env: { ...process.env, ...serviceEnv(), PORT: String(port), DATA_DIR: `/tmp/devpipe-bench-${port}`, API_KEYS: `${KEY}:ingest`, LOG_LEVEL: "warn", LAKE_URL: `file:///tmp/devpipe-bench-${port}/lake` },
   stdout: "ignore",
   stderr: "inherit",
 });

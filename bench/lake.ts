@@ -22,7 +22,7 @@ import { addFiles, liveFiles } from "../lib/store/lake-files.ts";
 import { jobs } from "../workers/jobs.ts";
 import { compactOnce } from "../workers/lake/compaction.ts";
 import { percentile } from "./proc.ts";
-import { benchDatabase } from "./services.ts";
+import { benchDatabase, drained } from "./services.ts";
 
 const TOTAL = Number(process.env.BENCH_LAKE_EVENTS ?? 10_000_000);
 const SINK_EVENTS = Number(process.env.BENCH_SINK_EVENTS ?? 500_000);
@@ -64,12 +64,7 @@ function event(i: number, timeMs: number): Envelope {
   }
   const t0 = performance.now();
   const stop = await jobs.lake?.start(services, { commitIntervalMs: 1_000, maxPending: FLUSH });
-  for (;;) {
-    const [row] = await sql<{ n: number }[]>`select coalesce(sum(next_offset), 0)::bigint as n from job_offsets where job = 'lake'`;
-    if (Number(row?.n ?? 0) >= SINK_EVENTS) break;
-    await Bun.sleep(50);
-  }
-  const seconds = (performance.now() - t0) / 1000;
+  const seconds = await drained(sql, "lake", services.topics.enriched, SINK_EVENTS, t0);
   await stop?.();
   console.log(JSON.stringify({ bench: "lake", phase: "sink", lake: services.lake.kind, events: SINK_EVENTS, seconds: Math.round(seconds * 100) / 100, events_per_s: Math.round(SINK_EVENTS / seconds), rss_mb: rss() }));
   await sql`delete from lake_files`;

@@ -14,7 +14,7 @@ import { closeServices, openServices } from "../lib/services.ts";
 import { replaceDimension } from "../lib/store/dims.ts";
 import { jobs } from "../workers/jobs.ts";
 import { percentile } from "./proc.ts";
-import { benchDatabase } from "./services.ts";
+import { benchDatabase, drained } from "./services.ts";
 
 const N = Number(process.env.BENCH_EVENTS ?? 200_000);
 /** Share of telemetry events that raise an alert (half the events are telemetry). */
@@ -46,15 +46,6 @@ function envelope(now: number): Envelope {
 }
 const record = (e: Envelope): OutgoingRecord => ({ key: e.key, value: encodeEnvelope(e), timestamp: e.event_time });
 
-async function committed(job: string, topic: string) {
-  const [row] = await sql<{ n: number }[]>`select coalesce(sum(next_offset), 0)::bigint as n from job_offsets where job = ${job} and topic = ${topic}`;
-  return row?.n ?? 0;
-}
-/** Seconds from `since` until the job has committed `total` records of `topic`. */
-async function drained(job: string, topic: string, total: number, since: number) {
-  while ((await committed(job, topic)) < total) await Bun.sleep(20);
-  return (performance.now() - since) / 1000;
-}
 const rss = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 
 // 1. A backlog in events.raw, then enrich + alerts drain it.
@@ -64,8 +55,8 @@ const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 const enrichStop = await jobs.enrich?.start(services, { commitIntervalMs: 250 });
 const alertsStop = await jobs.alerts?.start(services, { commitIntervalMs: 250 });
-const tEnrich = await drained("enrich", services.topics.raw, N, t0);
-const tAlerts = await drained("alerts", services.topics.enriched, N, t0);
+const tEnrich = await drained(sql, "enrich", services.topics.raw, N, t0);
+const tAlerts = await drained(sql, "alerts", services.topics.enriched, N, t0);
 const cpu1 = process.cpuUsage(cpu0);
 console.log(JSON.stringify({ bench: "pipeline", phase: "enrich+alerts", events: N, alert_share: ALERT_SHARE, seconds: Math.round(tAlerts * 100) / 100, events_per_s: Math.round(N / tAlerts), enrich_events_per_s: Math.round(N / tEnrich), cpu_seconds: Math.round((cpu1.user + cpu1.system) / 1e4) / 100, rss_mb: rss() }));
 
@@ -73,7 +64,7 @@ console.log(JSON.stringify({ bench: "pipeline", phase: "enrich+alerts", events: 
 const cpu2 = process.cpuUsage();
 const t2 = performance.now();
 const windowsStop = await jobs.windows?.start(services, { commitIntervalMs: 250 });
-const tWindows = await drained("windows", services.topics.enriched, N, t2);
+const tWindows = await drained(sql, "windows", services.topics.enriched, N, t2);
 const cpu3 = process.cpuUsage(cpu2);
 const [rows] = await sql<{ n: number }[]>`select count(*)::int as n from aggregates`;
 console.log(JSON.stringify({ bench: "pipeline", phase: "windows", events: N, seconds: Math.round(tWindows * 100) / 100, events_per_s: Math.round(N / tWindows), commit_interval_ms: 250, aggregate_rows: rows?.n, cpu_seconds: Math.round((cpu3.user + cpu3.system) / 1e4) / 100, rss_mb: rss() }));

@@ -1,11 +1,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import postgres from "postgres";
+import postgres, { type Sql } from "postgres";
 
-/** Connection settings of the services `bash scripts/services.sh up` started (its services.env). */
+/**
+ * Connection settings: KAFKA_BROKERS and DATABASE_URL from the environment when both are set (docker
+ * compose), else those of the services `bash scripts/services.sh up` started (its services.env).
+ */
 export function serviceEnv(): Record<string, string> {
+  if (process.env.KAFKA_BROKERS && process.env.DATABASE_URL) return { KAFKA_BROKERS: process.env.KAFKA_BROKERS, DATABASE_URL: process.env.DATABASE_URL };
   const file = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "services.env");
-  if (!existsSync(file)) throw new Error("no services: run `bash scripts/services.sh up` first");
+  if (!existsSync(file)) throw new Error("no services: run `bash scripts/services.sh up` first (or set KAFKA_BROKERS and DATABASE_URL)");
   return Object.fromEntries(readFileSync(file, "utf8").split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
 }
 
@@ -26,4 +30,13 @@ export async function benchDatabase(prefix: string) {
       await admin.end();
     },
   };
+}
+
+/** Seconds from `since` (a performance.now() reading) until `job` has committed `total` records of `topic`. */
+export async function drained(sql: Sql, job: string, topic: string, total: number, since: number): Promise<number> {
+  for (;;) {
+    const [row] = await sql<{ n: string }[]>`select coalesce(sum(next_offset), 0)::bigint as n from job_offsets where job = ${job} and topic = ${topic}`;
+    if (Number(row?.n ?? 0) >= total) return (performance.now() - since) / 1000;
+    await Bun.sleep(20);
+  }
 }

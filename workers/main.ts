@@ -1,6 +1,6 @@
 import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
-import { registry } from "../lib/metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE, registry } from "../lib/metrics.ts";
 import { exitOnStartupError, onShutdownSignal } from "../lib/process.ts";
 import { closeServices, openServices } from "../lib/services.ts";
 import { jobs } from "./jobs.ts";
@@ -23,7 +23,7 @@ try {
   const stops = await Promise.all(selected.map((job) => job.start(services)));
   // This process's own figures (flush durations, open windows); consumer lag is on the gateway's /metrics.
   const metricsPort = services.config.metricsPort;
-  const metrics = metricsPort === undefined ? undefined : Bun.serve({ port: metricsPort, fetch: async (request) => (new URL(request.url).pathname === "/metrics" ? new Response(await registry.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }) : new Response("not found", { status: 404 })) });
+  const metrics = metricsPort === undefined ? undefined : Bun.serve({ port: metricsPort, fetch: async (request) => (new URL(request.url).pathname === "/metrics" ? new Response(await registry.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }) : new Response("not found", { status: 404 })) });
   logger.info("worker started", { mode: services.config.mode, jobs: selected.map((j) => j.name), metrics_port: metrics?.port });
   onShutdownSignal(logger, async () => {
     await metrics?.stop();

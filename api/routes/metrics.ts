@@ -1,5 +1,5 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
-import { Registry, registry } from "../../lib/metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE, Registry, registry } from "../../lib/metrics.ts";
 import type { Services } from "../../lib/services.ts";
 import { jobInputs } from "../../lib/topics.ts";
 import type { AppEnv } from "../env.ts";
@@ -36,5 +36,5 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
     const [lateRow] = await services.db.sql<{ n: number }[]>`select coalesce(sum(late_events), 0)::float8 as n from window_progress`;
     late.set({}, lateRow?.n ?? 0);
   });
-  app.get("/metrics", async (c) => c.text((await scraped.render()) + (await registry.render()), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }));
+  app.get("/metrics", async (c) => c.text((await scraped.render()) + (await registry.render()), 200, { "content-type": PROMETHEUS_CONTENT_TYPE }));
 }

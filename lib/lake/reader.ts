@@ -41,7 +41,12 @@ async function typeView(type: string, files: LakeFile[], local: LocalFiles): Pro
   const projection = columns.map((c) => `"${c.name}"`).join(", ");
   if (files.length === 0) return `select ${sqlString(type)} as type, * from (${emptyView(columns)})`;
   const perGroup = new Map<string, LakeFile[]>();
-  for (const file of files) perGroup.set(`${file.hour}|${file.partition}`, [...(perGroup.get(`${file.hour}|${file.partition}`) ?? []), file]);
+  for (const file of files) {
+    const id = `${file.hour}|${file.partition}`;
+    const group = perGroup.get(id);
+    if (group) group.push(file);
+    else perGroup.set(id, [file]);
+  }
   const single = [...perGroup.values()].filter((g) => g.length === 1).flat();
   const several = [...perGroup.values()].filter((g) => g.length > 1).flat();
   const read = async (group: LakeFile[]) => `read_parquet(${sqlStringList(await local.paths(group.map((f) => f.key)))}, union_by_name = true)`;

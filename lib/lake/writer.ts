@@ -31,7 +31,7 @@ function jsonColumns(columns: LakeColumn[]): string {
 }
 
 /** The select turning an envelope row into a lake row: envelope columns, then the payload's, then the hive keys. */
-export function lakeRowSelect(type: string): string {
+function lakeRowSelect(type: string): string {
   const payload = payloadColumns(type).map((c) => `payload."${c.name}" as "${c.name}"`);
   return [
     "event_id",

@@ -67,7 +67,9 @@ export async function compactableGroups(sql: Sql, closedBefore: number, limit: n
   const groups = new Map<string, LakeFile[]>();
   for (const file of rows.map(toFile)) {
     const id = `${file.type}|${file.hour}|${file.partition}`;
-    groups.set(id, [...(groups.get(id) ?? []), file]);
+    const group = groups.get(id);
+    if (group) group.push(file);
+    else groups.set(id, [file]);
   }
   return [...groups.values()];
 }

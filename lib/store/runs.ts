@@ -1,4 +1,4 @@
-import type { Sql } from "postgres";
+import type { Sql, Tx } from "../db/index.ts";
 import { z } from "zod";
 
 export const RunStatusSchema = z.enum(["running", "succeeded", "failed"]);
@@ -24,8 +24,8 @@ export interface RunRecord {
   error?: string;
 }
 
-/** Records a finished run (a sink flush or a compaction). */
-export async function recordRun(sql: Sql, run: RunRecord): Promise<void> {
+/** Records a finished run (a sink flush or a compaction), in `sql`'s transaction when it is one. */
+export async function recordRun(sql: Sql | Tx, run: RunRecord): Promise<void> {
   await sql`insert into pipeline_runs (job, started_at, finished_at, status, records, error)
             values (${run.job}, ${run.startedAt}, ${run.finishedAt}, ${run.status}, ${run.records}, ${run.error ?? null})`;
 }

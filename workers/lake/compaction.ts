@@ -44,18 +44,18 @@ async function compactGroup(deps: CompactionDeps, group: LakeFile[]): Promise<nu
   const columns = [...envelopeColumns, ...payloadColumns(first.type)].map((c) => `"${c.name}"`).join(", ");
   try {
     const paths = await deps.files.paths(group.map((f) => f.key));
-    await deps.duck.run(`
+    const copied = await deps.duck.query(`
       copy (select ${columns} from read_parquet(${sqlStringList(paths)}, union_by_name = true)
             qualify row_number() over (partition by event_id order by ingest_time, event_time) = 1
             order by key, event_time)
       to ${sqlString(output)} (format parquet, compression zstd, row_group_size ${ROW_GROUP_ROWS})`);
-    const [counted] = await deps.duck.objects(`select count(*) as rows from read_parquet(${sqlString(output)})`);
-    const rows = Number(counted?.rows ?? 0);
+    // COPY answers with the number of rows it wrote.
+    const rows = Number(copied.rows[0]?.[0] ?? 0);
     await deps.store.putFile(key, output);
     const merged: LakeFile = { key, type: first.type, hour: first.hour, partition: first.partition, fromOffset, toOffset, rows, bytes: (await stat(output)).size, compacted: true };
     const done = await deps.sql.begin(async (tx) => {
       const replaced = await replaceFiles(tx, merged, group.map((f) => f.key).filter((k) => k !== key));
-      if (replaced) await tx`insert into pipeline_runs (job, started_at, finished_at, status, records) values (${COMPACTION_JOB}, ${startedAt}, ${new Date()}, 'succeeded', ${rows})`;
+      if (replaced) await recordRun(tx, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records: rows });
       return replaced;
     });
     if (!done) deps.logger.info("compaction skipped: another compactor changed the group", { key });

@@ -136,7 +136,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       }
       await addFiles(tx, files);
       await saveSourceOffsets(tx, progress);
-      await tx`insert into pipeline_runs (job, started_at, finished_at, status, records) values (${LAKE_JOB}, ${startedAt}, ${new Date()}, 'succeeded', ${records})`;
+      await recordRun(tx, { job: LAKE_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records });
       return () => {
         lakeFlushSeconds.observe({}, (Date.now() - startedAt.getTime()) / 1000);
         lakeFlushRecords.inc({}, records);
