@@ -93,6 +93,14 @@ export const envSchema = z.object({
   /** POST /v1/query limits. */
   QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
+  /** Result bytes (serialised JSON) a query may return before it is cut with truncated: true. */
+  QUERY_MAX_BYTES: optional(integer(1_024, 1024 * 1024 * 1024)).default(16 * 1024 * 1024),
+  /** Lake queries (POST /v1/query, GET /v1/events) running at once per gateway; more wait in a short queue, then 429. */
+  QUERY_MAX_CONCURRENT: optional(integer(1, 64)).default(2),
+  /** Queries that may wait for a slot; past it, 429 with Retry-After. */
+  QUERY_MAX_QUEUED: optional(integer(0, 1_000)).default(8),
+  /** Longest a query waits in the queue for a slot before 429. */
+  QUERY_QUEUE_TIMEOUT_MS: optional(integer(0, 60_000)).default(2_000),
   /** Alert streams: comment heartbeat period, poll period for new alerts, bytes buffered for a slow client before it is disconnected. */
   SSE_HEARTBEAT_MS: optional(integer(100, 15_000)).default(15_000),
   /** A worker process (`bun run worker`) serves its own GET /metrics on this port when set. */
@@ -101,6 +109,12 @@ export const envSchema = z.object({
   HTTP_IDLE_TIMEOUT_S: optional(integer(1, 255)).default(60),
   SSE_POLL_MS: optional(integer(5, 5_000)).default(50),
   SSE_MAX_BUFFER_BYTES: optional(integer(1_024, 256 * 1024 * 1024)).default(1024 * 1024),
+  /** Alert streams open at once per API key; past it, 429. */
+  SSE_MAX_STREAMS_PER_KEY: optional(integer(1, 100_000)).default(100),
+  /** A job whose checkpoints have failed (or whose lag grows with no progress) this long makes /readyz 503. */
+  READY_STALL_MS: optional(integer(1_000, 3_600_000)).default(60_000),
+  /** Longest a graceful shutdown may take before the process exits 1. */
+  SHUTDOWN_GRACE_MS: optional(integer(1_000, 600_000)).default(30_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -119,8 +133,10 @@ export interface Config {
   logLevel: Env["LOG_LEVEL"];
   watermarkIdleTimeoutMs: number;
   lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number };
-  query: { timeoutMs: number; maxRows: number };
-  sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number };
+  query: { timeoutMs: number; maxRows: number; maxBytes: number; maxConcurrent: number; maxQueued: number; queueTimeoutMs: number };
+  sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number; maxStreamsPerKey: number };
+  readyStallMs: number;
+  shutdownGraceMs: number;
   httpIdleTimeoutS: number;
   metricsPort: number | undefined;
   ingest: {
@@ -167,8 +183,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
     lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000 },
-    query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS },
-    sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES },
+    query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS, maxBytes: e.QUERY_MAX_BYTES, maxConcurrent: e.QUERY_MAX_CONCURRENT, maxQueued: e.QUERY_MAX_QUEUED, queueTimeoutMs: e.QUERY_QUEUE_TIMEOUT_MS },
+    sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES, maxStreamsPerKey: e.SSE_MAX_STREAMS_PER_KEY },
+    readyStallMs: e.READY_STALL_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     httpIdleTimeoutS: e.HTTP_IDLE_TIMEOUT_S,
     metricsPort: e.METRICS_PORT,
     ingest: {
