@@ -58,7 +58,7 @@ try {
     await gateway.stop();
     await Promise.all(stopJobs.map((stop) => stop()));
     await closeServices(services);
-  });
+  }, services.config.shutdownGraceMs);
 } catch (error) {
   exitOnStartupError(logger, error);
 }

@@ -13,7 +13,7 @@ try {
   onShutdownSignal(logger, async () => {
     await gateway.stop();
     await closeServices(services);
-  });
+  }, services.config.shutdownGraceMs);
 } catch (error) {
   exitOnStartupError(logger, error);
 }

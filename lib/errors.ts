@@ -54,3 +54,17 @@ export class QueryError extends AppError {
     super("query_invalid", message, { retriable: false, cause: options.cause });
   }
 }
+
+/** A stream job's sink refuses a record as it is: retrying cannot help; the record goes to events.dead. */
+export class RecordRejectedError extends AppError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("record_rejected", message, { retriable: false, cause: options.cause });
+  }
+}
+
+/** The client closed the connection before its request body arrived whole; nobody is left to answer. */
+export class RequestAbortedError extends AppError {
+  constructor(options: { cause?: unknown } = {}) {
+    super("request_aborted", "the client closed the connection before the whole body arrived", { retriable: false, cause: options.cause });
+  }
+}

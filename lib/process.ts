@@ -3,17 +3,23 @@ import type { Logger } from "./log.ts";
 
 /**
  * Runs `shutdown` once on SIGTERM or SIGINT, then exits 0 (1 when shutdown fails or outlasts
- * `graceMs`). A second signal exits at once.
+ * `graceMs`). A supervisor that signals a whole process group (systemd, docker, a shell) makes a
+ * child of `bun run` see SIGTERM twice, so a repeated SIGTERM never cuts a shutdown short; a second
+ * SIGINT (Ctrl-C again) does, and so does the grace period.
  */
-export function onShutdownSignal(logger: Logger, shutdown: (signal: string) => Promise<void>, graceMs = 20_000) {
+export function onShutdownSignal(logger: Logger, shutdown: (signal: string) => Promise<void>, graceMs = 30_000) {
   let stopping = false;
   const handle = (signal: NodeJS.Signals) => {
     if (stopping) {
-      logger.warn("second signal; exiting now", { signal });
-      process.exit(1);
+      if (signal === "SIGINT") {
+        logger.warn("second interrupt; exiting now without finishing the shutdown", { signal });
+        process.exit(1);
+      }
+      logger.info("already shutting down; signal ignored", { signal });
+      return;
     }
     stopping = true;
-    logger.info("shutting down", { signal });
+    logger.info("shutting down", { signal, grace_ms: graceMs });
     const timer = setTimeout(() => {
       logger.error("shutdown took too long; exiting", { grace_ms: graceMs });
       process.exit(1);

@@ -4,6 +4,8 @@ import type { Config } from "./config.ts";
 import { type Db, openDb } from "./db/index.ts";
 import { openLake } from "./lake/index.ts";
 import type { ObjectStore } from "./lake/types.ts";
+import { failingJobs } from "./job-health.ts";
+import { createProgressWatch } from "./job-progress.ts";
 import type { Logger } from "./log.ts";
 import { type Topics, topicNames, topicSpecs } from "./topics.ts";
 
@@ -54,8 +56,32 @@ async function check(probe: () => Promise<void>, timeoutMs: number): Promise<Che
   }
 }
 
-/** Whether bus, db and lake answer, each checked at once and bounded in time. */
-export async function readiness(services: Pick<Services, "bus" | "db" | "lake">, timeoutMs = 3_000) {
-  const [bus, db, lake] = await Promise.all([check(() => services.bus.ping(), timeoutMs), check(() => services.db.ping(), timeoutMs), check(() => services.lake.ping(), timeoutMs)]);
-  return { ready: bus.status === "ok" && db.status === "ok" && lake.status === "ok", checks: { bus, db, lake } };
+const progressWatches = new WeakMap<Services, ReturnType<typeof createProgressWatch>>();
+
+/**
+ * Whether the jobs make progress: none of this process's jobs has failed its checkpoints for longer
+ * than READY_STALL_MS, and no job (in any process) has records waiting while its committed position
+ * stands still for that long.
+ */
+async function jobsProgress(services: Services): Promise<void> {
+  const stallMs = services.config.readyStallMs;
+  let watch = progressWatches.get(services);
+  if (!watch) {
+    watch = createProgressWatch(stallMs);
+    progressWatches.set(services, watch);
+  }
+  const problems = failingJobs(stallMs).map((f) => `${f.job}: checkpoints failing for ${Math.round(f.failingForMs / 1000)} s (${f.error.slice(0, 300)})`);
+  for (const s of await watch(services)) problems.push(`${s.job}: ${s.lag} records waiting on ${s.topic}/${s.partition} with no progress for ${Math.round(s.stalledForMs / 1000)} s`);
+  if (problems.length > 0) throw new Error(problems.join("; "));
+}
+
+/** Whether bus, db and lake answer and the jobs make progress, each checked at once and bounded in time. */
+export async function readiness(services: Services, timeoutMs = 3_000) {
+  const [bus, db, lake, jobs] = await Promise.all([
+    check(() => services.bus.ping(), timeoutMs),
+    check(() => services.db.ping(), timeoutMs),
+    check(() => services.lake.ping(), timeoutMs),
+    check(() => jobsProgress(services), timeoutMs),
+  ]);
+  return { ready: [bus, db, lake, jobs].every((c) => c.status === "ok"), checks: { bus, db, lake, jobs } };
 }

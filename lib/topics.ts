@@ -6,10 +6,12 @@ export interface Topics {
   enriched: string;
   late: string;
   alerts: string;
+  /** Records a stream job's sinks reject deterministically, with the job, error and source position as headers. */
+  dead: string;
 }
 
 export function topicNames(prefix = ""): Topics {
-  return { raw: `${prefix}events.raw`, enriched: `${prefix}events.enriched`, late: `${prefix}events.late`, alerts: `${prefix}alerts` };
+  return { raw: `${prefix}events.raw`, enriched: `${prefix}events.enriched`, late: `${prefix}events.late`, alerts: `${prefix}alerts`, dead: `${prefix}events.dead` };
 }
 
 export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {

@@ -29,7 +29,7 @@ try {
     await metrics?.stop();
     await Promise.all(stops.map((stop) => stop()));
     await closeServices(services);
-  });
+  }, services.config.shutdownGraceMs);
 } catch (error) {
   exitOnStartupError(logger, error);
 }

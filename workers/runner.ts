@@ -1,8 +1,12 @@
-import type { Batch, Consumer, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
+import type { Batch, Consumer, DeliveredRecord, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
 import type { Sql, Tx } from "../lib/db/index.ts";
+import { checkpointFailedAt, checkpointStarted, checkpointSucceeded, jobStopped } from "../lib/job-health.ts";
 import type { Logger } from "../lib/log.ts";
+import { checkpointFailures } from "../lib/metrics.ts";
 import { backoffDelay } from "../lib/retry.ts";
 import type { Services } from "../lib/services.ts";
+import { type DeadLetter, deadLetterSink, type DeadLetterSink } from "./dead-letters.ts";
+import { isRecordFault } from "./record-faults.ts";
 
 /**
  * A stream job as the runner hosts it. `process` turns a batch into pending results held in memory;
@@ -15,7 +19,11 @@ export interface StreamJob {
   readonly input: string;
   /** Called after a (re)balance with the partitions now owned and where each resumes, before any of their records. */
   assigned?(partitions: TopicPartition[], sql: Sql, starts: PartitionOffset[]): Promise<void>;
-  process(batch: Batch): Promise<void> | void;
+  /**
+   * Adds a batch to the pending results. A record the job cannot use at all (not an envelope) goes to
+   * `dead`, which sends it to events.dead with the next checkpoint.
+   */
+  process(batch: Batch, dead: DeadLetterSink): Promise<void> | void;
   /** Records processed since the last checkpoint; the runner checkpoints early past `maxPending`. */
   pending(): number;
   /**
@@ -25,6 +33,12 @@ export interface StreamJob {
   checkpoint(tx: Tx): Promise<(() => void) | void>;
   /** Told after a checkpoint's transaction has rolled back (the database is free to use again). */
   checkpointFailed?(error: unknown): Promise<void>;
+  /**
+   * Forgets every result not yet committed and the state of every partition. The runner then calls
+   * `assigned` again with the committed positions and replays the records since, a few at a time, to
+   * find the one a sink refuses.
+   */
+  reset(): void;
   /** Frees the state of partitions this worker no longer owns (after their last checkpoint). */
   revoked?(partitions: TopicPartition[]): void;
   close?(): Promise<void>;
@@ -57,54 +71,179 @@ export async function loadPositions(sql: Sql, job: string, partitions: TopicPart
   });
 }
 
+async function savePositions(tx: Tx, job: string, positions: PartitionOffset[]) {
+  for (const p of positions) {
+    await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job}, ${p.topic}, ${p.partition}, ${p.offset}, now())
+             on conflict (job, topic, partition) do update set next_offset = excluded.next_offset, updated_at = excluded.updated_at`;
+  }
+}
+
+/** Consecutive records of one partition as batches, in the order given. */
+function batchesOf(records: DeliveredRecord[]): Batch[] {
+  const batches: Batch[] = [];
+  for (const record of records) {
+    const last = batches[batches.length - 1];
+    if (last && last.topic === record.topic && last.partition === record.partition) last.records.push(record);
+    else batches.push({ topic: record.topic, partition: record.partition, records: [record] });
+  }
+  return batches;
+}
+
+/** Per partition, the position after the last of `records`. */
+function positionsAfter(records: DeliveredRecord[]): PartitionOffset[] {
+  const next = new Map<string, PartitionOffset>();
+  for (const r of records) next.set(`${r.topic}/${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.offset + 1 });
+  return [...next.values()];
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
 /** Runs a job as a member of its consumer group until `stop()` is called. */
-export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "db" | "logger" | "config">, options: RunnerOptions = {}) {
+export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "db" | "logger" | "config" | "topics">, options: RunnerOptions = {}) {
   const logger: Logger = services.logger.child({ job: job.name });
   const { sql } = services.db;
   const commitIntervalMs = options.commitIntervalMs ?? 250;
   const maxPending = options.maxPending ?? 20_000;
   const exclusive = createMutex();
+  const deadLetters = deadLetterSink(services, job.name, logger);
   /** Next offset per partition processed since the last checkpoint. */
   const advanced = new Map<string, PartitionOffset>();
+  /**
+   * The records handled since the last checkpoint, in delivery order. Each partition's records are in
+   * offset order, so any prefix of this list ends every partition at a position it may commit.
+   */
+  let uncommitted: DeliveredRecord[] = [];
+  /** Records the job sent to `dead` since the last checkpoint. */
+  let dead: DeadLetter[] = [];
+  /** A sink refused a checkpoint (or the job failed on a record): the next one isolates the culprits. */
+  let isolating = false;
   let consumer: Consumer | undefined;
   let failuresInARow = 0;
   let stopping = false;
+  checkpointStarted(job.name);
+
+  const collectDead: DeadLetterSink = (record, reason) => {
+    dead.push({ record, reason });
+  };
+
+  /** Commits the pending results with `positions`: the dead letters first (durable in the bus), then one transaction. */
+  const commit = async (positions: PartitionOffset[], reportFailure: boolean) => {
+    const sending = dead;
+    const afterCommit = await sql
+      .begin(async (tx) => {
+        await deadLetters.send(tx, sending);
+        const committed = await job.checkpoint(tx);
+        await savePositions(tx, job.name, positions);
+        return committed;
+      })
+      .catch(async (error: unknown) => {
+        if (reportFailure) await job.checkpointFailed?.(error).catch((failure: unknown) => logger.warn("recording a failed checkpoint failed", { error: failure }));
+        throw error;
+      });
+    afterCommit?.();
+    dead = dead.slice(sending.length);
+    deadLetters.committed(sending);
+    // The bus's own group offsets only feed lag metrics; the positions of record are in job_offsets.
+    await consumer?.commit(positions).catch((error: unknown) => logger.warn("bus offset commit failed (lag metrics only)", { error }));
+  };
+
+  /** Drops every uncommitted result and reloads the owned partitions from what is committed. */
+  const reload = async () => {
+    job.reset();
+    dead = [];
+    const owned = (consumer?.assignment() ?? []).filter((tp) => tp.topic === job.input);
+    await job.assigned?.(owned, sql, await loadPositions(sql, job.name, owned));
+  };
+
+  /** Processes `records` from the committed state and commits them; false when a record in them is refused. */
+  let refusal: unknown;
+  const attempt = async (records: DeliveredRecord[]): Promise<boolean> => {
+    await reload();
+    try {
+      for (const batch of batchesOf(records)) await job.process(batch, collectDead);
+    } catch (error) {
+      refusal = error;
+      return false;
+    }
+    try {
+      await commit(positionsAfter(records), false);
+      return true;
+    } catch (error) {
+      if (!isRecordFault(error)) throw error;
+      refusal = error;
+      return false;
+    }
+  };
+
+  /**
+   * Commits the uncommitted records exactly once, each refused record alone to events.dead: halves are
+   * retried until the refusal is pinned to one record (k bad records among n cost about 2k·log2(n)
+   * attempts). A transient failure on the way stops here; what is committed stays, the rest is retried.
+   */
+  const isolate = async () => {
+    const settle = async (records: DeliveredRecord[]): Promise<void> => {
+      if (await attempt(records)) {
+        uncommitted = uncommitted.slice(records.length);
+        return;
+      }
+      const [only] = records;
+      if (records.length === 1 && only) {
+        await reload();
+        dead = [{ record: only, reason: messageOf(refusal) }];
+        await commit(positionsAfter(records), false);
+        uncommitted = uncommitted.slice(1);
+        return;
+      }
+      const half = Math.ceil(records.length / 2);
+      await settle(records.slice(0, half));
+      await settle(records.slice(half));
+    };
+    logger.warn("a sink refused a checkpoint; isolating the records responsible", { records: uncommitted.length, error: refusal });
+    await settle(uncommitted);
+    await reload();
+    isolating = false;
+    advanced.clear();
+  };
 
   const checkpoint = () =>
     exclusive(async () => {
-      if (advanced.size === 0 && job.pending() === 0) return;
-      const positions = [...advanced.values()];
-      const afterCommit = await sql
-        .begin(async (tx) => {
-          const committed = await job.checkpoint(tx);
-          for (const p of positions) {
-            await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job.name}, ${p.topic}, ${p.partition}, ${p.offset}, now())
-                     on conflict (job, topic, partition) do update set next_offset = excluded.next_offset, updated_at = excluded.updated_at`;
-          }
-          return committed;
-        })
-        .catch(async (error: unknown) => {
-          await job.checkpointFailed?.(error).catch((failure: unknown) => logger.warn("recording a failed checkpoint failed", { error: failure }));
-          throw error;
-        });
-      afterCommit?.();
+      if (isolating) return isolate();
+      if (advanced.size === 0 && job.pending() === 0 && dead.length === 0) return;
+      try {
+        await commit([...advanced.values()], true);
+      } catch (error) {
+        if (!isRecordFault(error)) throw error;
+        refusal = error;
+        isolating = true;
+        return isolate();
+      }
       advanced.clear();
-      // The bus's own group offsets only feed lag metrics; the positions of record are in job_offsets.
-      await consumer?.commit(positions).catch((error: unknown) => logger.warn("bus offset commit failed (lag metrics only)", { error }));
+      uncommitted = [];
     });
 
-  const timer = setInterval(() => {
+  const checkpointAndTrack = () =>
     checkpoint().then(
       () => {
         if (failuresInARow > 0) logger.info("checkpoints succeed again", { failed_before: failuresInARow });
         failuresInARow = 0;
+        checkpointSucceeded(job.name);
       },
       (error: unknown) => {
+        checkpointFailures.inc({ job: job.name });
+        checkpointFailedAt(job.name, error);
         // Logged on the first failure and then every 100th, not on every tick.
         if (failuresInARow++ % 100 === 0) logger.error("checkpoint failed; its results stay pending and go out with the next one", { error, failures_in_a_row: failuresInARow });
+        throw error;
       },
     );
-  }, commitIntervalMs);
+
+  const timer = setInterval(() => checkpointAndTrack().catch(() => undefined), commitIntervalMs);
+
+  const forget = (partitions: TopicPartition[]) => {
+    const gone = (topic: string, partition: number) => partitions.some((p) => p.topic === topic && p.partition === partition);
+    uncommitted = uncommitted.filter((r) => !gone(r.topic, r.partition));
+    for (const p of partitions) advanced.delete(`${p.topic}/${p.partition}`);
+  };
 
   consumer = await services.bus.consume({
     // The group shares the topics' prefix; positions of record stay keyed by the job's name in job_offsets.
@@ -118,23 +257,37 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
         return starts;
       }),
     onRevoke: async (partitions) => {
-      await checkpoint();
-      job.revoked?.(partitions);
+      try {
+        await checkpointAndTrack();
+      } finally {
+        // Whatever did not commit is the new owner's to read again.
+        await exclusive(async () => forget(partitions));
+        job.revoked?.(partitions);
+      }
     },
     onBatch: async (batch) => {
       await exclusive(async () => {
-        await job.process(batch);
+        for (const record of batch.records) uncommitted.push(record);
         const last = batch.records[batch.records.length - 1];
         if (last) advanced.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: last.offset + 1 });
+        if (isolating) return;
+        try {
+          await job.process(batch, collectDead);
+        } catch (error) {
+          // The batch must not fail: the bus would bring it back forever. The next checkpoint isolates the record.
+          logger.warn("a record failed processing; the next checkpoint isolates it", { partition: batch.partition, from: batch.records[0]?.offset, error });
+          refusal = error;
+          isolating = true;
+        }
       });
       // Past maxPending the batch is not done until a checkpoint commits: that is the backpressure that
       // bounds memory while the database is down. The batch must not fail here: it has been processed, and
       // a redelivery would apply it twice.
-      for (let attempt = 0; job.pending() >= maxPending && !stopping; attempt++) {
+      for (let attempt = 0; (job.pending() >= maxPending || uncommitted.length >= maxPending) && !stopping; attempt++) {
         try {
-          await checkpoint();
+          await checkpointAndTrack();
         } catch (error) {
-          if (attempt % 20 === 0) logger.error("checkpoint failed with results pending at the limit; consumption waits for it", { error, pending: job.pending(), attempt });
+          if (attempt % 20 === 0) logger.error("checkpoint failed with results pending at the limit; consumption waits for it", { error, pending: uncommitted.length, attempt });
           await Bun.sleep(backoffDelay(attempt, { initialDelayMs: 50, maxDelayMs: 2_000 }) + 10);
         }
       }
@@ -147,8 +300,10 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
       stopping = true;
       clearInterval(timer);
       await consumer?.stop();
-      await checkpoint();
+      await checkpointAndTrack();
+      logger.info("final checkpoint committed", { positions: [...advanced.values()].length === 0 ? "all" : "partial" });
       await job.close?.();
+      jobStopped(job.name);
     },
   };
 }

@@ -9,9 +9,14 @@ const CheckSchema = z
 const ReadinessSchema = z
   .object({
     ready: z.boolean(),
-    checks: z.object({ bus: CheckSchema, db: CheckSchema, lake: CheckSchema }),
+    checks: z.object({
+      bus: CheckSchema,
+      db: CheckSchema,
+      lake: CheckSchema,
+      jobs: CheckSchema.describe("Failing when a job's checkpoints have failed, or its input has waited with no progress, for longer than READY_STALL_MS; the error names the job"),
+    }),
   })
-  .openapi("Readiness", { example: { ready: true, checks: { bus: { status: "ok" }, db: { status: "ok" }, lake: { status: "ok" } } } });
+  .openapi("Readiness", { example: { ready: true, checks: { bus: { status: "ok" }, db: { status: "ok" }, lake: { status: "ok" }, jobs: { status: "ok" } } } });
 
 const healthz = createRoute({
   method: "get",
@@ -25,10 +30,10 @@ const readyz = createRoute({
   method: "get",
   path: "/readyz",
   tags: ["operations"],
-  summary: "Readiness: bus, database and lake all answer",
+  summary: "Readiness: bus, database and lake all answer, and no job is stalled",
   responses: {
     200: { description: "Ready", content: { "application/json": { schema: ReadinessSchema } } },
-    503: { description: "At least one dependency is failing", content: { "application/json": { schema: ReadinessSchema } } },
+    503: { description: "A dependency is failing or a job is stalled", content: { "application/json": { schema: ReadinessSchema } } },
   },
 });
 

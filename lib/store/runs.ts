@@ -1,7 +1,7 @@
 import type { Sql, Tx } from "../db/index.ts";
 import { z } from "zod";
 
-export const RunStatusSchema = z.enum(["running", "succeeded", "failed"]);
+export const RunStatusSchema = z.enum(["running", "succeeded", "failed", "dead_letter"]);
 export type RunStatus = z.infer<typeof RunStatusSchema>;
 
 export const PipelineRunSchema = z.object({

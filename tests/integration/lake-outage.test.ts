@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
-import { closeServices, type Services } from "../../lib/services.ts";
+import { closeServices, readiness, type Services } from "../../lib/services.ts";
 import { liveFiles } from "../../lib/store/lake-files.ts";
 import { jobs } from "../../workers/jobs.ts";
 import { lakeIdCounts } from "../support/lake.ts";
@@ -34,6 +34,7 @@ beforeAll(async () => {
   proxy = await startTcpProxy({ host: endpoint.hostname, port: Number(endpoint.port) });
   ({ services, drop } = await serviceSetups({
     LAKE_FLUSH_INTERVAL_MS: "200",
+    READY_STALL_MS: "1000",
     LAKE_URL: `s3://${s3.bucket}/${uniqueName("outage")}`,
     S3_ENDPOINT: proxy.url,
     AWS_ACCESS_KEY_ID: s3.accessKeyId,
@@ -64,6 +65,12 @@ test("S3 unreachable: flushes fail and are retried; afterwards every event is in
   const [failure] = await services.db.sql<{ error: string | null; records: number }[]>`select error, records::int from pipeline_runs where job = 'lake' and status = 'failed' limit 1`;
   expect(failure?.error).toBeTruthy();
   expect(failure?.records).toBeGreaterThan(0);
+  // Readiness names the stalled job once its checkpoints have failed for longer than READY_STALL_MS.
+  const stalled = await waitFor(async () => {
+    const { checks } = await readiness(services);
+    return checks.jobs.status === "failing" ? checks.jobs.error : undefined;
+  }, { timeoutMs: 15_000, intervalMs: 200, what: "/readyz to name the stalled lake job" });
+  expect(stalled).toMatch(/^lake: /);
 
   await proxy.restore();
   expect((await post(readings(120, 30))).status).toBe(202);
@@ -73,4 +80,5 @@ test("S3 unreachable: flushes fail and are retried; afterwards every event is in
   }, { timeoutMs: 60_000, what: "all 150 events in the lake after the outage" });
   expect([...counts.values()].every((n) => n === 1)).toBe(true);
   expect([...counts.keys()].every((id) => id.startsWith(run))).toBe(true);
+  expect((await readiness(services)).checks.jobs).toEqual({ status: "ok" });
 }, 120_000);

@@ -9,7 +9,7 @@ export function freePort(): number {
 }
 
 /** Starts a project entry point as a real process, collecting its output for assertions and failures. */
-export function startProcess(args: string[], env: Record<string, string>) {
+export function startProcess(args: string[], env: Record<string, string>, options: { detached?: boolean } = {}) {
   const output: string[] = [];
   const child: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn(["bun", "run", ...args], {
     cwd: new URL("../../", import.meta.url).pathname,
@@ -17,6 +17,8 @@ export function startProcess(args: string[], env: Record<string, string>) {
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
+    // Its own process group, so a test can signal the group as a supervisor does (`kill -- -pid`).
+    detached: options.detached ?? false,
   });
   const drain = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();

@@ -5,6 +5,7 @@ import { tryDecodeEnvelope } from "../../lib/events/index.ts";
 import { undecodableRecords } from "../../lib/metrics.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
+import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import { matchingRules } from "../../lib/alert-rules.ts";
 
@@ -20,13 +21,13 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
   return {
     name: "alerts",
     input: deps.topics.enriched,
-    process(batch: Batch) {
+    process(batch: Batch, dead: DeadLetterSink) {
       for (const record of batch.records) {
         const envelope = tryDecodeEnvelope(record.value);
         if (!envelope) {
-          // Skipped, never retried: failing the batch would only bring the same bytes back.
+          // Set aside, never retried: failing the batch would only bring the same bytes back.
           undecodableRecords.inc({ job: "alerts" });
-          deps.logger.error("undecodable record in events.enriched skipped", { partition: record.partition, offset: record.offset });
+          dead(record, "not an event envelope");
           continue;
         }
         const rules = matchingRules(envelope.type, envelope.payload);
@@ -43,6 +44,9 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
       }
     },
     pending: () => pending.size,
+    reset() {
+      pending = new Map();
+    },
     async checkpoint(tx: Tx) {
       const alerts = [...pending.values()];
       if (alerts.length === 0) return;

@@ -6,6 +6,7 @@ import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { SOURCE_HEADER } from "../../lib/windows/source.ts";
 import { dedupeHorizonMs } from "../../lib/windows/views.ts";
+import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import type { DimsCache } from "./dims-cache.ts";
 import { enrich } from "./enrich.ts";
@@ -40,15 +41,15 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
   return {
     name: "enrich",
     input: deps.topics.raw,
-    process(batch: Batch) {
+    process(batch: Batch, dead: DeadLetterSink) {
       const dims = deps.dims.current();
       for (const record of batch.records) {
         const decoded = tryDecodeEnvelope(record.value);
         if (!decoded) {
-          // Only the gateway writes events.raw, so this is a bug or a foreign producer: skip it, loudly.
+          // Only the gateway writes events.raw, so this is a bug or a foreign producer.
           stats.undecodable++;
           undecodableRecords.inc({ job: "enrich" });
-          deps.logger.error("undecodable record in events.raw skipped", { partition: record.partition, offset: record.offset });
+          dead(record, "not an event envelope");
           continue;
         }
         const horizon = dedupeHorizonMs(decoded.type);
@@ -72,6 +73,10 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
       }
     },
     pending: () => out.length,
+    reset() {
+      out = [];
+      pendingIds.clear();
+    },
     async checkpoint(tx: Tx) {
       const sending = out;
       const tracked = sending.filter((p) => p.expiresAt !== undefined);

@@ -11,6 +11,7 @@ import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds, undecodableRecor
 import { recordRun } from "../../lib/store/runs.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
+import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 
 export const LAKE_JOB = "lake";
@@ -65,7 +66,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       for (const [partition, offset] of loaded) sourceOffsets.set(partition, offset);
     },
 
-    process(batch: Batch) {
+    process(batch: Batch, dead: DeadLetterSink) {
       for (const record of batch.records) {
         const buffer = bufferOf(batch.partition, record.offset);
         buffer.toOffset = record.offset;
@@ -86,7 +87,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
         if (typeof head.type !== "string" || typeof head.event_id !== "string" || typeof head.event_time !== "number") {
           stats.undecodable++;
           undecodableRecords.inc({ job: LAKE_JOB });
-          deps.logger.error("undecodable record in events.enriched skipped", { partition: record.partition, offset: record.offset });
+          dead(record, "not an event envelope");
           continue;
         }
         // Each file holds an event once; repeats across files are removed by compaction and by readers.
@@ -145,6 +146,12 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
         stats.written += records;
         stats.files += files.length;
       };
+    },
+
+    reset() {
+      buffers.clear();
+      sourceOffsets.clear();
+      buffered = 0;
     },
 
     revoked(partitions) {

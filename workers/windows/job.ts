@@ -6,6 +6,7 @@ import type { Topics } from "../../lib/topics.ts";
 import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
 import { type AnyView, DEFAULT_LATENESS_MS, WINDOWS_JOB } from "../../lib/windows/views.ts";
 import { undecodableRecords, windowOpen } from "../../lib/metrics.ts";
+import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import { PartitionWindows, type RowId, type WindowRow } from "./engine.ts";
 import { WatermarkTracker } from "./watermark.ts";
@@ -105,6 +106,17 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
     }
     return engine;
   };
+  const forget = (gone: number[]) => {
+    for (const partition of gone) {
+      partitions.delete(partition);
+      sourceOffsets.delete(partition);
+      lateCounts.delete(partition);
+      committedWatermarks.delete(partition);
+      catchUpTo.delete(partition);
+      delivered.delete(partition);
+    }
+    tracker.revoke(gone);
+  };
   const openWindows = () => [...partitions.values()].reduce((sum, p) => sum + p.size(), 0);
 
   return {
@@ -145,19 +157,17 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
       options.logger.info("window state loaded", { partitions: fresh, open_windows: rows.length, catching_up: [...catchUpTo.keys()] });
     },
 
-    revoked(revoked: TopicPartition[]) {
-      for (const { partition } of revoked) {
-        partitions.delete(partition);
-        sourceOffsets.delete(partition);
-        lateCounts.delete(partition);
-        committedWatermarks.delete(partition);
-        catchUpTo.delete(partition);
-        delivered.delete(partition);
-      }
-      tracker.revoke(revoked.map((r) => r.partition));
+    reset() {
+      forget([...partitions.keys()]);
+      lateOut = [];
+      processed = 0;
     },
 
-    process(batch: Batch) {
+    revoked(revoked: TopicPartition[]) {
+      forget(revoked.map((r) => r.partition));
+    },
+
+    process(batch: Batch, dead: DeadLetterSink) {
       const engine = windowsOf(batch.partition);
       for (const record of batch.records) {
         const source = parseSource(record.headers[SOURCE_HEADER]);
@@ -171,9 +181,9 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         }
         const event = tryDecodeEnvelope(record.value);
         if (!event) {
-          // Skipped, never retried: failing the batch would apply its earlier records a second time.
+          // Set aside, never retried: failing the batch would apply its earlier records a second time.
           undecodableRecords.inc({ job: "windows" });
-          options.logger.error("undecodable record in events.enriched skipped", { partition: record.partition, offset: record.offset });
+          dead(record, "not an event envelope");
           continue;
         }
         const late = engine.apply(event, tracker.watermarkOf(batch.partition));
