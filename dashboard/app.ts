@@ -105,6 +105,7 @@ async function refreshMetrics() {
   }
   table("lag", ["job", "behind", "worst", "partitions"], [...lagByJob].map(([job, l]) => [job, l.total, l.worst, l.partitions]));
   $("late").textContent = String(samples.find((s) => s.name === "devpipe_late_events")?.value ?? 0);
+  $("dead").textContent = String(samples.filter((s) => s.name === "devpipe_dead_lettered_records").reduce((sum, s) => sum + s.value, 0));
 }
 
 // ---- aggregates, alerts history, runs

@@ -15,6 +15,7 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
   const lag = scraped.gauge("devpipe_consumer_lag", "Records in a job's input partition not yet committed by its group");
   const runs = scraped.gauge("devpipe_pipeline_runs", "Runs in the pipeline runs log, by job and status");
   const late = scraped.gauge("devpipe_late_events", "Events that arrived behind the watermark (counted, sent to events.late, never applied)");
+  const deadLettered = scraped.gauge("devpipe_dead_lettered_records", "Records moved to events.dead, by the job whose sink refused them (from the runs log)");
   const lastRun = scraped.gauge("devpipe_pipeline_last_run_seconds", "Duration of each job's latest finished run");
   scraped.collect(async () => {
     const series = await Promise.all(
@@ -29,6 +30,8 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
   scraped.collect(async () => {
     const counts = await services.db.sql<{ job: string; status: string; n: number }[]>`select job, status, count(*)::int as n from pipeline_runs group by job, status`;
     runs.replace(counts.map((c) => ({ labels: { job: c.job, status: c.status }, value: c.n })));
+    const dead = await services.db.sql<{ job: string; n: number }[]>`select job, sum(records)::float8 as n from pipeline_runs where status = 'dead_letter' group by job`;
+    deadLettered.replace(dead.map((d) => ({ labels: { job: d.job }, value: d.n })));
     const latest = await services.db.sql<{ job: string; seconds: number }[]>`
       select distinct on (job) job, extract(epoch from finished_at - started_at)::float8 as seconds
       from pipeline_runs where finished_at is not null order by job, started_at desc`;

@@ -134,6 +134,10 @@ for (const [name, setup] of Object.entries(setups)) {
 
       const runs = await services.db.sql<{ job: string; records: number }[]>`select job, records::int from pipeline_runs where status = 'dead_letter' order by job`;
       expect(runs.map((r) => r.job).sort()).toEqual(["alerts", "enrich", "lake", "windows"]);
+      const metrics = await (await app.request("/metrics")).text();
+      for (const job of ["alerts", "enrich", "lake", "windows"]) expect(metrics).toContain(`devpipe_dead_lettered_records{job="${job}"} 1`);
+      expect(metrics).toMatch(/devpipe_dead_records_total\{job="windows"\} [1-9]/);
+      expect(metrics).toMatch(/devpipe_checkpoint_age_seconds\{job="lake"\} \d/);
     });
 
     test("the jobs' checkpoints succeed again and readiness says so", async () => {
