@@ -2,10 +2,13 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { createBatcher } from "../lib/bus/batcher.ts";
 import { lakeCacheDir, localFiles } from "../lib/lake/local-files.ts";
 import { createLakeReader, type LakeReader, readerTempDir } from "../lib/lake/reader.ts";
+import { RequestAbortedError } from "../lib/errors.ts";
 import type { Services } from "../lib/services.ts";
 import { type ApiKey, createKeyring } from "./auth/keyring.ts";
 import type { AppEnv } from "./env.ts";
+import { notFoundOrNotAllowed } from "./middleware/method-not-allowed.ts";
 import { requestContext } from "./middleware/request-context.ts";
+import { storableQuery } from "./middleware/storable-query.ts";
 import { problem } from "./problem.ts";
 import { type AlertHub, createAlertHub } from "./streams/alert-hub.ts";
 import { registerListAggregates } from "./routes/aggregates/list.ts";
@@ -41,6 +44,7 @@ export function createApp(services: Services, options: AppOptions) {
   const keyring = createKeyring(options.apiKeys);
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "An API key from API_KEYS" });
   app.use(requestContext(services));
+  app.use(storableQuery());
   registerHealth(app);
   registerMetrics(app, services);
   registerDocs(app);
@@ -66,8 +70,13 @@ export function createApp(services: Services, options: AppOptions) {
   registerLakeQuery(app, { keyring, reader });
   registerListRuns(app, keyring);
   app.doc31("/openapi.json", openApiInfo);
-  app.notFound((c) => problem(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`));
+  app.notFound(notFoundOrNotAllowed(app));
   app.onError((error, c) => {
+    // A client that went away mid-body is not a server failure; the answer reaches nobody.
+    if (error instanceof RequestAbortedError || (c.req.raw.signal.aborted && error instanceof DOMException && error.name === "AbortError")) {
+      c.get("log").info("request aborted", { method: c.req.method, path: c.req.path, reason: error.message });
+      return problem(c, 400, "The client closed the connection before the whole request arrived.");
+    }
     c.get("log").error("unhandled error", { error });
     return problem(c, 500, "The server failed to handle this request; it has been logged with the request id.");
   });

@@ -20,16 +20,26 @@ const titles: Record<number, string> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
+  405: "Method Not Allowed",
   413: "Content Too Large",
   415: "Unsupported Media Type",
   422: "Unprocessable Content",
+  429: "Too Many Requests",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
 
+const PROBLEM_JSON = "application/problem+json";
+
+const problemBody = (status: number, detail: string, requestId: string | undefined, extra: Partial<Problem>): Problem => ({ type: "about:blank", title: titles[status] ?? "Error", status, detail, request_id: requestId, ...extra });
+
 export function problem(c: Context, status: ContentfulStatusCode, detail: string, extra: Partial<Problem> = {}, headers: Record<string, string> = {}) {
-  const body: Problem = { type: "about:blank", title: titles[status] ?? "Error", status, detail, request_id: c.get("requestId"), ...extra };
-  return c.body(JSON.stringify(body), status, { "content-type": "application/problem+json", ...headers });
+  return c.body(JSON.stringify(problemBody(status, detail, c.get("requestId"), extra)), status, { "content-type": PROBLEM_JSON, ...headers });
 }
 
-export const problemResponse = (description: string) => ({ description, content: { "application/problem+json": { schema: ProblemSchema } } });
+/** The same body outside Hono, for requests refused before a context exists (no usable URL). */
+export function problemOutsideApp(status: ContentfulStatusCode, detail: string, requestId: string): Response {
+  return new Response(JSON.stringify(problemBody(status, detail, requestId, {})), { status, headers: { "content-type": PROBLEM_JSON, "x-request-id": requestId } });
+}
+
+export const problemResponse = (description: string) => ({ description, content: { [PROBLEM_JSON]: { schema: ProblemSchema } } });

@@ -1,5 +1,7 @@
+import type { Logger } from "../lib/log.ts";
 import type { Services } from "../lib/services.ts";
-import { createApp } from "./app.ts";
+import { type App, createApp } from "./app.ts";
+import { problemOutsideApp } from "./problem.ts";
 import { dashboardBundle } from "./routes/dashboard.ts";
 import { createAlertHub } from "./streams/alert-hub.ts";
 import { resolveApiKeys } from "./auth/bootstrap-key.ts";
@@ -10,7 +12,7 @@ export async function startGateway(services: Services) {
   await dashboardBundle(); // a broken dashboard build stops start-up rather than the first page view
   const alertHub = createAlertHub(services.db.sql, { pollMs: services.config.sse.pollMs, logger: services.logger.child({ component: "alert-streams" }) });
   const app = createApp(services, { apiKeys: keys, alertHub });
-  const server = Bun.serve({ port: services.config.port, hostname: "0.0.0.0", fetch: app.fetch, idleTimeout: services.config.httpIdleTimeoutS });
+  const server = Bun.serve({ port: services.config.port, hostname: "0.0.0.0", fetch: gatewayFetch(app, services.logger), idleTimeout: services.config.httpIdleTimeoutS });
   if (generated) {
     // Printed, not logged: the one place a person sees the key they need.
     process.stdout.write(`\nNo API_KEYS set: use this admin key (stored in ${generated.path}):\n\n  ${generated.key}\n\n`);
@@ -25,5 +27,19 @@ export async function startGateway(services: Services) {
       alertHub.close();
       await server.stop();
     },
+  };
+}
+
+/**
+ * The app behind Bun.serve. Bun builds a request's URL from its Host header; an HTTP/1.0 request without
+ * one (or with one that is not a host) leaves a URL nobody can parse, on which the app would fail. That
+ * is the client's mistake: 400 before the app sees it.
+ */
+export function gatewayFetch(app: App, logger: Logger): (request: Request, server: Bun.Server<undefined>) => Response | Promise<Response> {
+  return (request, server) => {
+    if (URL.canParse(request.url)) return app.fetch(request, server);
+    const requestId = Bun.randomUUIDv7();
+    logger.info("request refused: no usable Host header", { request_id: requestId, method: request.method, target: request.url.slice(0, 256), status: 400 });
+    return problemOutsideApp(400, "The request needs a valid Host header (HTTP/1.0 requests too).", requestId);
   };
 }

@@ -1,15 +1,22 @@
 import { z } from "zod";
+import { bigintId, integerId, storableText } from "./events/storable.ts";
 
 /**
  * The reference data of the contract: each dimension's row schema and primary key. The gateway
  * validates and stores them; the enrich job reads them.
  */
-const id = (description: string) => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).describe(description);
-const name = (description: string) => z.string().min(1).max(256).describe(description);
+// Each id is bounded by its column in sql/002_dims.sql: model_id and color_id are `integer` everywhere,
+// car_id and driver_id are `bigint`.
+const name = (description: string) => storableText(z.string().min(1).max(256)).describe(description);
 
-export const CarModelSchema = z.strictObject({ model_id: id("Model id"), car_brand: name("Brand, e.g. Toyota"), car_model: name("Model, e.g. Corolla") });
-export const CarColorSchema = z.strictObject({ color_id: id("Colour id"), color_name: name("Colour, e.g. Black, White, Silver") });
-export const CarSchema = z.strictObject({ car_id: id("Car id, as sent in vehicle.telemetry"), driver_id: id("Driver id"), model_id: id("Model id (car_models)"), color_id: id("Colour id (car_colors)") });
+export const CarModelSchema = z.strictObject({ model_id: integerId("Model id"), car_brand: name("Brand, e.g. Toyota"), car_model: name("Model, e.g. Corolla") });
+export const CarColorSchema = z.strictObject({ color_id: integerId("Colour id"), color_name: name("Colour, e.g. Black, White, Silver") });
+export const CarSchema = z.strictObject({
+  car_id: bigintId("Car id, as sent in vehicle.telemetry"),
+  driver_id: bigintId("Driver id"),
+  model_id: integerId("Model id (car_models)"),
+  color_id: integerId("Colour id (car_colors)"),
+});
 
 export type CarModel = z.infer<typeof CarModelSchema>;
 export type CarColor = z.infer<typeof CarColorSchema>;

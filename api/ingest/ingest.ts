@@ -30,6 +30,8 @@ export interface IngestDeps {
  * none of them counts as accepted.
  */
 export async function ingest(records: ParsedRecord[], pathType: string | undefined, deps: IngestDeps): Promise<IngestResult> {
+  // Nothing to accept is a client mistake (an empty array, an NDJSON body of blank lines), not a success.
+  if (records.length === 0) return { accepted: 0, rejected: 0, event_ids: [], errors: [{ index: 0, path: "", message: "the body holds no records: send an event object, a non-empty array of them, or NDJSON lines" }] };
   const now = deps.now?.() ?? Date.now();
   const errors: IngestError[] = [];
   const accepted: { key: string; value: Uint8Array; eventId: string; eventTime: number; type: string }[] = [];

@@ -1,8 +1,20 @@
+import { RequestAbortedError } from "../../lib/errors.ts";
+
 /**
  * Reads a request body up to `limit` bytes. Declared lengths over the limit are refused before
- * reading; undeclared (chunked) bodies are cut off as soon as they pass it.
+ * reading; undeclared (chunked) bodies are cut off as soon as they pass it. A client that goes away
+ * mid-body makes this throw RequestAbortedError.
  */
 export async function readBodyWithLimit(request: Request, limit: number): Promise<{ ok: true; bytes: Uint8Array } | { ok: false; reason: "too_large" }> {
+  try {
+    return await read(request, limit);
+  } catch (error) {
+    if (request.signal.aborted || (error instanceof DOMException && error.name === "AbortError")) throw new RequestAbortedError({ cause: error });
+    throw error;
+  }
+}
+
+async function read(request: Request, limit: number): Promise<{ ok: true; bytes: Uint8Array } | { ok: false; reason: "too_large" }> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (Number.isFinite(declared) && declared > limit) return { ok: false, reason: "too_large" };
   if (!request.body) return { ok: true, bytes: new Uint8Array(0) };

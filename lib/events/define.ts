@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { storableText } from "./storable.ts";
 
 /**
  * An event type of the public contract: its own fields (beyond `type`, `event_id`, `event_time`),
@@ -34,7 +35,8 @@ export function defineEventType<Fields extends z.ZodRawShape>(spec: EventTypeSpe
 // ---- field kinds shared by the types
 export const MAX_TEXT = 256;
 
-export const text = (description: string, max = MAX_TEXT) => z.string().min(1).max(max).describe(description);
+/** Non-empty text of at most `max` characters that every sink can store (no U+0000, no unpaired surrogate). */
+export const text = (description: string, max = MAX_TEXT) => storableText(z.string().min(1).max(max)).describe(description);
 export const latitude = z.number().min(-90).max(90).describe("Latitude, degrees (WGS 84), −90 to 90");
 export const longitude = z.number().min(-180).max(180).describe("Longitude, degrees (WGS 84), −180 to 180");
 export const nonNegative = (description: string) => z.number().min(0).describe(description);

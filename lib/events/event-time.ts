@@ -24,7 +24,7 @@ export function parseEventTime(value: unknown, now: number, policy: EventTimePol
   if (ms > now + policy.maxFutureMs) return { ok: false, message: `${new Date(ms).toISOString()} is more than ${policy.maxFutureMs / 60_000} min ahead of the server clock` };
   if (ms < now - policy.maxAgeMs) {
     const hint = ms < Date.UTC(2000, 0, 1) ? " (epoch seconds sent instead of milliseconds?)" : "";
-    return { ok: false, message: `${Number.isFinite(ms) ? new Date(ms).toISOString() : ms} is more than ${Math.round(policy.maxAgeMs / 86_400_000)} days in the past${hint}` };
+    return { ok: false, message: `${new Date(ms).toISOString()} is more than ${Math.round(policy.maxAgeMs / 86_400_000)} days in the past${hint}` };
   }
   return { ok: true, ms };
 }

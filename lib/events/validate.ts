@@ -49,10 +49,11 @@ export function validateRecord(raw: unknown, context: ValidationContext): Valida
   const eventType = typeof typeName === "string" ? context.types.get(typeName) : undefined;
   if (!eventType) return { ok: false, errors: [{ path: "type", message: `unknown event type ${JSON.stringify(typeName)}; known: ${[...context.types.keys()].join(", ")}` }] };
 
+  // Like every optional field, event_id is either a valid value or absent: null is refused, not read as "none".
   let eventId: string | undefined;
-  if (Object.hasOwn(raw, "event_id") && raw.event_id !== null && raw.event_id !== undefined) {
+  if (Object.hasOwn(raw, "event_id")) {
     if (typeof raw.event_id === "string" && EVENT_ID.test(raw.event_id)) eventId = raw.event_id;
-    else errors.push({ path: "event_id", message: "expected 1–128 characters of [A-Za-z0-9._:-]" });
+    else errors.push({ path: "event_id", message: `expected 1–128 characters of [A-Za-z0-9._:-]${raw.event_id === null ? "; omit the field (not null) to have one assigned" : ""}` });
   }
 
   const eventTime = parseEventTime(Object.hasOwn(raw, "event_time") ? raw.event_time : undefined, context.now, context.policy);

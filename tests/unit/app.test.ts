@@ -2,8 +2,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
 import { openApiDocument } from "../../api/openapi.ts";
 import { loadConfig } from "../../lib/config.ts";
+import { eventTypes } from "../../lib/events/index.ts";
+import { STORABLE_TEXT_PATTERN } from "../../lib/events/storable.ts";
 import { createDirStore } from "../../lib/lake/dir-store.ts";
+import { MAX_INSTANT_MS, MIN_INSTANT_MS } from "../../lib/time.ts";
 import { createLogger } from "../../lib/log.ts";
+import { RunStatusSchema } from "../../lib/store/runs.ts";
 import { closeServices, openServices, type Services } from "../../lib/services.ts";
 import { tempDir } from "../support/tmp.ts";
 
@@ -28,7 +32,8 @@ describe("operations endpoints", () => {
   test("GET /readyz is 200 when bus, db and lake answer", async () => {
     const response = await createApp(services, { apiKeys: [] }).request("/readyz");
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ ready: true, checks: { bus: { status: "ok" }, db: { status: "ok" }, lake: { status: "ok" } } });
+    // toMatchObject: /readyz may check more than these three (the jobs' stall check).
+    expect(await response.json()).toMatchObject({ ready: true, checks: { bus: { status: "ok" }, db: { status: "ok" }, lake: { status: "ok" } } });
   });
 
   test("GET /readyz is 503 and names the failing dependency when the lake cannot be written", async () => {
@@ -66,4 +71,48 @@ describe("operations endpoints", () => {
 test("the committed openapi/openapi.json equals the one the routes generate (run `bun run openapi`)", async () => {
   const committed: unknown = await Bun.file(new URL("../../openapi/openapi.json", import.meta.url)).json();
   expect(committed).toEqual(JSON.parse(JSON.stringify(openApiDocument())));
+});
+
+describe("the OpenAPI document is precise enough to generate valid requests from", () => {
+  type Schema = { $ref?: string; type?: string; items?: Schema; anyOf?: Schema[]; oneOf?: Schema[]; minimum?: number; maximum?: number; minItems?: number; pattern?: string; maxLength?: number; format?: string; properties?: Record<string, Schema> };
+  type Operation = { requestBody?: { content: Record<string, { schema: Schema }> }; parameters?: { name: string; in: string; schema: Schema }[] };
+  const document = openApiDocument() as unknown as { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, Schema> } };
+  const jsonBody = (path: string, method: string) => document.paths[path]?.[method]?.requestBody?.content["application/json"]?.schema;
+  const param = (path: string, name: string) => document.paths[path]?.get?.parameters?.find((p) => p.name === name)?.schema;
+
+  test("each dimension is its own path with its own row schema; ids carry their column's bounds", () => {
+    expect(Object.keys(document.paths).filter((p) => p.startsWith("/v1/dims/"))).toEqual(["/v1/dims/car_models", "/v1/dims/car_colors", "/v1/dims/cars"]);
+    expect(jsonBody("/v1/dims/car_colors", "put")).toEqual({ type: "array", items: { $ref: "#/components/schemas/CarColor" } });
+    expect(jsonBody("/v1/dims/cars", "put")?.items?.$ref).toBe("#/components/schemas/Car");
+    expect(document.components.schemas.CarColor?.properties?.color_id).toMatchObject({ type: "integer", minimum: 0, maximum: 2_147_483_647 });
+    expect(document.components.schemas.CarColor?.properties?.color_name).toMatchObject({ pattern: STORABLE_TEXT_PATTERN });
+    expect(document.components.schemas.Car?.properties?.car_id).toMatchObject({ maximum: Number.MAX_SAFE_INTEGER });
+  });
+
+  test("each event type has its own ingest path whose body is that type's schema, one or a non-empty array", () => {
+    for (const type of eventTypes.keys()) {
+      const body = jsonBody(`/v1/events/${type}`, "post");
+      const [one, many] = body?.anyOf ?? [];
+      expect(one?.$ref).toMatch(/Fields$/);
+      expect(many).toEqual({ type: "array", items: one, minItems: 1 });
+    }
+    expect(document.paths["/v1/events/{type}"]).toBeUndefined();
+    expect(jsonBody("/v1/events", "post")?.anyOf?.at(-1)?.minItems).toBe(1);
+  });
+
+  test("the list endpoints declare the formats and bounds they validate", () => {
+    for (const path of ["/v1/alerts", "/v1/aggregates/{view}"]) {
+      for (const name of ["from", "to"]) {
+        expect(param(path, name)?.oneOf).toEqual([expect.objectContaining({ type: "string", format: "date-time" }), expect.objectContaining({ type: "integer", minimum: MIN_INSTANT_MS, maximum: MAX_INSTANT_MS })]);
+      }
+      expect(param(path, "key")).toMatchObject({ type: "string", maxLength: 256, pattern: STORABLE_TEXT_PATTERN });
+    }
+    for (const path of ["/v1/alerts", "/v1/aggregates/{view}", "/v1/pipeline/runs"]) {
+      expect(param(path, "limit")).toMatchObject({ type: "integer", minimum: 1, maximum: 10_000, default: 100 });
+      expect(param(path, "cursor")).toMatchObject({ type: "string", pattern: "^[A-Za-z0-9_-]{1,1024}$" });
+    }
+    expect(param("/v1/pipeline/runs", "job")).toMatchObject({ maxLength: 256, pattern: STORABLE_TEXT_PATTERN });
+    expect(param("/v1/pipeline/runs", "status")).toMatchObject({ enum: RunStatusSchema.options });
+    expect(param("/v1/alerts", "rule")).toMatchObject({ enum: ["speeding", "gear_mismatch", "high_rpm"] });
+  });
 });

@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import { z } from "zod";
 import { defaultEventTimePolicy, eventTypes, parseEventTime, validateRecord } from "../../lib/events/index.ts";
+import { parseInstant } from "../../lib/time.ts";
 
 const NOW = Date.parse("2026-11-21T12:00:00Z");
 const context = (pathType?: string) => ({ types: eventTypes, pathType, now: NOW, policy: defaultEventTimePolicy, newEventId: () => "generated-id" });
@@ -43,6 +45,24 @@ describe.each([...eventTypes.values()].map((t) => [t.type, t] as const))("%s", (
     expect(errorsOf(withoutKey)).toEqual([{ path: eventType.keyField, message: expect.stringContaining("expected") }]);
   });
 
+  test("every text field refuses U+0000 and unpaired surrogates, naming the field", () => {
+    const textFields = Object.keys(eventType.fields).filter((field) => typeof example[field] === "string");
+    for (const field of textFields) {
+      for (const bad of [`bad\u0000`, `s-\uD800`, `\uDC00`]) {
+        const errors = errorsOf({ ...example, [field]: bad });
+        expect(errors.map((e) => e.path)).toEqual([field]);
+      }
+    }
+  });
+
+  test("every integer field declares a range its lake column (BIGINT) holds exactly", () => {
+    for (const [field, schema] of Object.entries(eventType.fields)) {
+      const json = z.toJSONSchema(schema as z.ZodType, { io: "input" }) as { type?: string; minimum?: number; maximum?: number };
+      if (json.type !== "integer") continue;
+      expect([field, Number.isSafeInteger(json.minimum), Number.isSafeInteger(json.maximum)]).toEqual([field, true, true]);
+    }
+  });
+
   test("the type in the path replaces the type field", () => {
     const { type: _omitted, ...fields } = example;
     expect(validate(fields, type).ok).toBe(true);
@@ -81,6 +101,19 @@ describe("record rules shared by all types", () => {
     expect(errorsOf({ ...reading, event_id: "x".repeat(129) })[0]?.path).toBe("event_id");
   });
 
+  test("event_id null is refused like any other optional field sent as null; absent means assigned", () => {
+    expect(errorsOf({ ...reading, event_id: null })).toEqual([{ path: "event_id", message: expect.stringContaining("omit the field (not null)") }]);
+    const { event_id: _none, ...absent } = { ...reading, event_id: undefined };
+    const assigned = validate(absent);
+    expect(assigned.ok && assigned.envelope.event_id).toBe("generated-id");
+  });
+
+  test("vehicle.telemetry car_id is bounded like cars.car_id (bigint, exact in JSON)", () => {
+    const telemetry = { type: "vehicle.telemetry", speed: 50, rpm: 2000, gear: 2, event_time: "2026-11-21T11:00:00Z" };
+    expect(validate({ ...telemetry, car_id: Number.MAX_SAFE_INTEGER }).ok).toBe(true);
+    for (const carId of [Number.MAX_SAFE_INTEGER + 1, -1]) expect(new Set(errorsOf({ ...telemetry, car_id: carId }).map((e) => e.path))).toEqual(new Set(["car_id"]));
+  });
+
   test("unicode text is kept as sent", () => {
     const result = validate({ ...reading, sensor_id: "capteur-température-東京-🌡" });
     expect(result.ok && result.envelope.key).toBe("capteur-température-東京-🌡");
@@ -108,6 +141,21 @@ describe("event_time", () => {
 
   test("a time without a zone, an impossible date, or a fractional epoch is rejected", () => {
     for (const value of ["2026-11-21T10:15:30", "2026-13-45T10:15:30Z", "yesterday", 1795262400000.5, true]) expect(parseEventTime(value, NOW).ok).toBe(false);
+  });
+
+  test("a date the calendar lacks is rejected rather than rolled over; a leap second is the next second", () => {
+    for (const value of ["2026-02-30T10:00:00Z", "2025-02-29T10:00:00Z", "2026-04-31T10:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T10:60:00Z", "2026-11-21T10:15:61Z"]) {
+      expect([value, parseEventTime(value, NOW).ok]).toEqual([value, false]);
+    }
+    expect(parseInstant("2024-02-29T10:00:00Z")).toEqual({ ok: true, ms: Date.parse("2024-02-29T10:00:00Z") });
+    expect(ok("2026-11-21T10:59:60Z")).toBe(Date.parse("2026-11-21T11:00:00Z"));
+  });
+
+  test("epoch milliseconds beyond what a Date can show are rejected with a message, not a crash", () => {
+    for (const value of [9e15, -8_640_000_000_000_000, Number.MAX_SAFE_INTEGER, 1e300]) {
+      const result = parseEventTime(value, NOW);
+      expect(!result.ok && result.message).toContain("outside the accepted range");
+    }
   });
 
   test("more than an hour ahead or a year behind is rejected, with a hint for epoch seconds", () => {

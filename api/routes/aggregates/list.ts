@@ -5,7 +5,7 @@ import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
-import { decodeCursor, encodeCursor, type ParamError, parseLimit, parseRange } from "../../query-params.ts";
+import { CursorParamSchema, decodeCursor, encodeCursor, invalidParams, isCursorInstant, isCursorText, LimitParamSchema, type ParamError, parseLimit, parseRange, parseTextParam, textParamSchema, timeParamSchema } from "../../query-params.ts";
 
 const viewNames = [...views.keys()] as [string, ...string[]];
 
@@ -31,7 +31,13 @@ const route = createRoute({
   security: [{ bearer: [] }],
   request: {
     params: z.object({ view: z.enum(viewNames).openapi({ param: { name: "view", in: "path" }, example: "sensor_stats_1m" }) }),
-    query: z.object({ from: z.string().optional(), to: z.string().optional(), key: z.string().optional(), limit: z.string().optional(), cursor: z.string().optional() }),
+    query: z.object({
+      from: timeParamSchema("Start of [from, to) on window_start"),
+      to: timeParamSchema("End of [from, to) on window_start"),
+      key: textParamSchema("The view's key: `all`, a page, a user_id or a sensor_id", "sensor-0001"),
+      limit: LimitParamSchema,
+      cursor: CursorParamSchema,
+    }),
   },
   responses: {
     200: { description: "A page of windows", content: { "application/json": { schema: AggregateListSchema } } },
@@ -43,7 +49,7 @@ const route = createRoute({
 });
 
 const isPosition = (value: unknown): value is AggregatePosition =>
-  typeof value === "object" && value !== null && Number.isSafeInteger((value as AggregatePosition).w) && typeof (value as AggregatePosition).k === "string";
+  typeof value === "object" && value !== null && isCursorInstant((value as AggregatePosition).w) && isCursorText((value as AggregatePosition).k);
 
 export function registerListAggregates(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
   app.openAPIRegistry.registerPath(route);
@@ -55,8 +61,9 @@ export function registerListAggregates(app: OpenAPIHono<AppEnv>, keyring: Keyrin
     const { from, to } = parseRange(query, errors);
     const limit = parseLimit(query.limit, errors);
     const after = decodeCursor(query.cursor, isPosition, errors);
-    if (errors.length > 0) return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
-    const { items, next } = await listAggregates(c.get("services").db.sql, view, WINDOWS_JOB, { from, to, key: query.key || undefined, after, limit });
+    const key = parseTextParam("key", query.key, errors);
+    if (errors.length > 0) return invalidParams(c, errors);
+    const { items, next } = await listAggregates(c.get("services").db.sql, view, WINDOWS_JOB, { from, to, key, after, limit });
     return c.json(AggregateListSchema.parse({ items, next_cursor: next ? encodeCursor(next) : null }), 200);
   });
 }

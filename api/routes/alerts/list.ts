@@ -4,8 +4,8 @@ import { type AlertPosition, listAlerts } from "../../../lib/store/alerts.ts";
 import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
-import { problem, problemResponse } from "../../problem.ts";
-import { decodeCursor, encodeCursor, type ParamError, parseLimit, parseRange } from "../../query-params.ts";
+import { problemResponse } from "../../problem.ts";
+import { decodeCursor, encodeCursor, invalidParams, isCursorInstant, type ParamError, parseLimit, parseRange, parseTextParam } from "../../query-params.ts";
 import { AlertListQuery, AlertListSchema } from "./schema.ts";
 
 const route = createRoute({
@@ -25,7 +25,7 @@ const route = createRoute({
 });
 
 const isPosition = (value: unknown): value is AlertPosition =>
-  typeof value === "object" && value !== null && Number.isSafeInteger((value as AlertPosition).t) && Number.isSafeInteger((value as AlertPosition).s);
+  typeof value === "object" && value !== null && isCursorInstant((value as AlertPosition).t) && Number.isSafeInteger((value as AlertPosition).s);
 
 export function registerListAlerts(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
   app.openAPIRegistry.registerPath(route);
@@ -35,9 +35,10 @@ export function registerListAlerts(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
     const { from, to } = parseRange(query, errors);
     const limit = parseLimit(query.limit, errors);
     const after = decodeCursor(query.cursor, isPosition, errors);
+    const key = parseTextParam("key", query.key, errors);
     if (query.rule !== undefined && !alertRuleNames.includes(query.rule)) errors.push({ path: "rule", message: `one of ${alertRuleNames.join(", ")}` });
-    if (errors.length > 0) return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
-    const { items, next } = await listAlerts(c.get("services").db.sql, { from, to, key: query.key || undefined, rule: query.rule, after, limit });
+    if (errors.length > 0) return invalidParams(c, errors);
+    const { items, next } = await listAlerts(c.get("services").db.sql, { from, to, key, rule: query.rule, after, limit });
     return c.json(AlertListSchema.parse({ items, next_cursor: next ? encodeCursor(next) : null }), 200);
   });
 }

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { alertRuleNames } from "../../../lib/alert-rules.ts";
+import { CursorParamSchema, LimitParamSchema, textParamSchema, timeParamSchema } from "../../query-params.ts";
 
 export const AlertItemSchema = z
   .object({
@@ -18,10 +19,10 @@ export const AlertListSchema = z
   .openapi("AlertList");
 
 export const AlertListQuery = z.object({
-  from: z.string().optional().openapi({ description: "Start of [from, to) on event_time: ISO-8601 or epoch ms", example: "2026-11-21T10:00:00Z" }),
-  to: z.string().optional().openapi({ description: "End of [from, to) on event_time", example: "2026-11-21T11:00:00Z" }),
-  key: z.string().optional().openapi({ description: "Device key", example: "42" }),
+  from: timeParamSchema("Start of [from, to) on event_time"),
+  to: timeParamSchema("End of [from, to) on event_time"),
+  key: textParamSchema("Device key", "42"),
   rule: z.enum(alertRuleNames as [string, ...string[]]).optional(),
-  limit: z.string().optional().openapi({ description: "1 to 10000, default 100", example: "100" }),
-  cursor: z.string().optional(),
+  limit: LimitParamSchema,
+  cursor: CursorParamSchema,
 });

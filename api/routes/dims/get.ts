@@ -1,29 +1,30 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import { dimensions, isDimensionName } from "../../../lib/dims.ts";
+import { dimensionNames, dimensions, isDimensionName } from "../../../lib/dims.ts";
 import { readDimension } from "../../../lib/store/dims.ts";
 import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
-import { DimensionNameParam, DimensionSchema } from "./schema.ts";
+import { DimensionSchema, documentedDimensionSchema } from "./schema.ts";
 
-const route = createRoute({
-  method: "get",
-  path: "/v1/dims/{name}",
-  tags: ["reference data"],
-  summary: "Read a dimension",
-  security: [{ bearer: [] }],
-  request: { params: DimensionNameParam },
-  responses: {
-    200: { description: "The rows, ordered by key; version 0 when never loaded", content: { "application/json": { schema: DimensionSchema } } },
-    401: problemResponse("Missing or unknown API key"),
-    403: problemResponse("The key lacks the `query` scope"),
-    404: problemResponse("Unknown dimension"),
-  },
-});
+// One documented path per dimension (each with its own row schema); one route serves them all.
+const routes = dimensionNames.map((name) =>
+  createRoute({
+    method: "get",
+    path: `/v1/dims/${name}`,
+    tags: ["reference data"],
+    summary: `Read ${name}`,
+    security: [{ bearer: [] }],
+    responses: {
+      200: { description: "The rows, ordered by key; version 0 when never loaded", content: { "application/json": { schema: documentedDimensionSchema(name) } } },
+      401: problemResponse("Missing or unknown API key"),
+      403: problemResponse("The key lacks the `query` scope"),
+    },
+  }),
+);
 
 export function registerGetDimension(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
-  app.openAPIRegistry.registerPath(route);
+  for (const route of routes) app.openAPIRegistry.registerPath(route);
   app.get("/v1/dims/:name", requireScope(keyring, "query"), async (c) => {
     const name = c.req.param("name");
     if (!isDimensionName(name)) return problem(c, 404, `Unknown dimension "${name}"; known: ${Object.keys(dimensions).join(", ")}.`);

@@ -1,32 +1,34 @@
-import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
-import { type DimensionName, dimensions, isDimensionName } from "../../../lib/dims.ts";
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { type DimensionName, dimensionNames, dimensions, isDimensionName } from "../../../lib/dims.ts";
 import { replaceDimension } from "../../../lib/store/dims.ts";
 import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { readBodyWithLimit } from "../../ingest/read-body.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
-import { DimensionNameParam, DimensionRowsSchema, DimensionVersionSchema } from "./schema.ts";
+import { DimensionVersionSchema, documentedRowSchemas } from "./schema.ts";
 
-const route = createRoute({
-  method: "put",
-  path: "/v1/dims/{name}",
-  tags: ["reference data"],
-  summary: "Replace a dimension",
-  description: "Replaces the whole table with the rows sent, in one transaction. Enrichment sees the change within 10 s.",
-  security: [{ bearer: [] }],
-  request: { params: DimensionNameParam, body: { required: true, content: { "application/json": { schema: DimensionRowsSchema } } } },
-  responses: {
-    200: { description: "Replaced", content: { "application/json": { schema: DimensionVersionSchema } } },
-    400: problemResponse("Malformed JSON or not an array"),
-    401: problemResponse("Missing or unknown API key"),
-    403: problemResponse("The key lacks the `admin` scope"),
-    404: problemResponse("Unknown dimension"),
-    413: problemResponse("Body over the size limit"),
-    415: problemResponse("Content type other than application/json"),
-    422: problemResponse("A row breaks the schema or repeats a key; `errors` lists each, by path"),
-  },
-});
+// One documented path per dimension, so that the body schema matches the path; one route serves them all.
+const routes = dimensionNames.map((name) =>
+  createRoute({
+    method: "put",
+    path: `/v1/dims/${name}`,
+    tags: ["reference data"],
+    summary: `Replace ${name}`,
+    description: `Replaces the whole ${name} table with the rows sent, in one transaction; an empty array empties it. Enrichment sees the change within 10 s.`,
+    security: [{ bearer: [] }],
+    request: { body: { required: true, content: { "application/json": { schema: z.array(documentedRowSchemas[name]) } } } },
+    responses: {
+      200: { description: "Replaced", content: { "application/json": { schema: DimensionVersionSchema } } },
+      400: problemResponse("Malformed JSON or not an array"),
+      401: problemResponse("Missing or unknown API key"),
+      403: problemResponse("The key lacks the `admin` scope"),
+      413: problemResponse("Body over the size limit"),
+      415: problemResponse("Content type other than application/json"),
+      422: problemResponse("A row breaks the schema or repeats a key; `errors` lists each, by path (`[i].field`)"),
+    },
+  }),
+);
 
 type RowError = { path: string; message: string };
 
@@ -57,7 +59,7 @@ function validateRows(name: DimensionName, value: unknown): { rows: Record<strin
 }
 
 export function registerPutDimension(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
-  app.openAPIRegistry.registerPath(route);
+  for (const route of routes) app.openAPIRegistry.registerPath(route);
   app.put("/v1/dims/:name", requireScope(keyring, "admin"), async (c) => {
     const name = c.req.param("name");
     if (!isDimensionName(name)) return problem(c, 404, `Unknown dimension "${name}"; known: ${Object.keys(dimensions).join(", ")}.`);

@@ -1,13 +1,12 @@
 import { z } from "@hono/zod-openapi";
-import { CarColorSchema, CarModelSchema, CarSchema, dimensionNames } from "../../../lib/dims.ts";
+import { CarColorSchema, CarModelSchema, CarSchema, type DimensionName, dimensionNames } from "../../../lib/dims.ts";
 
-export const DimensionNameParam = z.object({
-  name: z.enum(dimensionNames).openapi({ param: { name: "name", in: "path" }, example: "cars" }),
-});
-
-export const DimensionRowsSchema = z
-  .union([z.array(CarModelSchema.openapi("CarModel")), z.array(CarColorSchema.openapi("CarColor")), z.array(CarSchema.openapi("Car"))])
-  .openapi("DimensionRows", { example: [{ car_id: 42, driver_id: 1007, model_id: 3, color_id: 1 }] });
+/** Each dimension's row, as the OpenAPI document names it. */
+export const documentedRowSchemas = {
+  car_models: CarModelSchema.openapi("CarModel"),
+  car_colors: CarColorSchema.openapi("CarColor"),
+  cars: CarSchema.openapi("Car"),
+} as const satisfies Record<DimensionName, z.ZodType>;
 
 export const DimensionVersionSchema = z
   .object({
@@ -19,3 +18,6 @@ export const DimensionVersionSchema = z
   .openapi("DimensionVersion");
 
 export const DimensionSchema = DimensionVersionSchema.extend({ items: z.array(z.record(z.string(), z.unknown())) }).openapi("Dimension");
+
+/** One dimension's GET body, with its own row schema, for the document. */
+export const documentedDimensionSchema = (name: DimensionName) => DimensionVersionSchema.extend({ name: z.literal(name), items: z.array(documentedRowSchemas[name]) });

@@ -10,7 +10,7 @@ import { acceptedContentTypes, bodyFormat, parseRecords } from "../../ingest/par
 import { readBodyWithLimit } from "../../ingest/read-body.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
-import { EventSchemas, IngestResultSchema, TypedEventSchemas } from "./schema.ts";
+import { EventSchemas, IngestResultSchema, typedEventSchemas } from "./schema.ts";
 
 const RETRY_AFTER_S = 2;
 
@@ -18,7 +18,7 @@ const ndjsonBody = { schema: z.string().openapi({ description: "One event object
 
 const responses = {
   202: { description: "At least one record accepted; each accepted record is durable in the bus", content: { "application/json": { schema: IngestResultSchema } } },
-  422: { description: "No record accepted; `errors` says why, per record and field", content: { "application/json": { schema: IngestResultSchema } } },
+  422: { description: "No record accepted (or none sent); `errors` says why, per record and field", content: { "application/json": { schema: IngestResultSchema } } },
   400: problemResponse("Malformed JSON, invalid UTF-8, or a body that is not an object or array"),
   401: problemResponse("Missing or unknown API key"),
   403: problemResponse("The key lacks the `ingest` scope"),
@@ -27,30 +27,33 @@ const responses = {
   503: problemResponse("The bus cannot take writes now; nothing was accepted. Retry after `Retry-After` seconds."),
 };
 
+/** One event or a non-empty array of them (an empty body is refused: it holds no records). */
+const oneOrMany = (one: z.ZodType) => z.union([one, z.array(one).min(1)]);
+
 const ingestAny = createRoute({
   method: "post",
   path: "/v1/events",
   tags: ["ingest"],
   summary: "Ingest events of any type",
-  description: "Body: one event object, a JSON array of them, or NDJSON (`Content-Type: application/x-ndjson`). Each record carries its `type`.",
+  description: "Body: one event object, a non-empty JSON array of them, or NDJSON (`Content-Type: application/x-ndjson`). Each record carries its `type`.",
   security: [{ bearer: [] }],
-  request: { body: { required: true, content: { "application/json": { schema: z.union([z.union(EventSchemas), z.array(z.union(EventSchemas))]) }, "application/x-ndjson": ndjsonBody } } },
+  request: { body: { required: true, content: { "application/json": { schema: oneOrMany(z.union(EventSchemas)) }, "application/x-ndjson": ndjsonBody } } },
   responses,
 });
 
-const ingestTyped = createRoute({
-  method: "post",
-  path: "/v1/events/{type}",
-  tags: ["ingest"],
-  summary: "Ingest events of one type",
-  description: "The same as `POST /v1/events`, with the type in the path instead of in each record.",
-  security: [{ bearer: [] }],
-  request: {
-    params: z.object({ type: z.enum(eventTypes.keys().toArray() as [string, ...string[]]).openapi({ param: { name: "type", in: "path" }, example: "sensor.reading" }) }),
-    body: { required: true, content: { "application/json": { schema: z.union([z.union(TypedEventSchemas), z.array(z.union(TypedEventSchemas))]) }, "application/x-ndjson": ndjsonBody } },
-  },
-  responses: { ...responses, 404: problemResponse("Unknown event type in the path") },
-});
+// One documented path per type, so that the body schema matches the path; one route serves them all.
+const ingestTyped = [...typedEventSchemas].map(([type, schema]) =>
+  createRoute({
+    method: "post",
+    path: `/v1/events/${type}`,
+    tags: ["ingest"],
+    summary: `Ingest ${type} events`,
+    description: `The same as \`POST /v1/events\`, for ${type} only: records need no \`type\` field.`,
+    security: [{ bearer: [] }],
+    request: { body: { required: true, content: { "application/json": { schema: oneOrMany(schema) }, "application/x-ndjson": ndjsonBody } } },
+    responses,
+  }),
+);
 
 export interface IngestRouteDeps {
   keyring: Keyring;
@@ -61,7 +64,7 @@ export function registerIngest(app: OpenAPIHono<AppEnv>, deps: IngestRouteDeps) 
   // The body is parsed by hand (size limit, NDJSON, per-record errors), so the routes are documented
   // through the registry and served by plain handlers rather than the zod validator.
   app.openAPIRegistry.registerPath(ingestAny);
-  app.openAPIRegistry.registerPath(ingestTyped);
+  for (const route of ingestTyped) app.openAPIRegistry.registerPath(route);
 
   const handle = (pathType: string | undefined) =>
     async function ingestHandler(c: Context<AppEnv>) {

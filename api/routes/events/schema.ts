@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { eventTypes } from "../../../lib/events/index.ts";
+import { MAX_INSTANT_MS, MIN_INSTANT_MS } from "../../../lib/time.ts";
 
 export const IngestErrorSchema = z
   .object({
@@ -19,10 +20,14 @@ export const IngestResultSchema = z
   .openapi("IngestResult");
 
 const EventTimeSchema = z
-  .union([z.string(), z.number().int()])
-  .openapi({ description: "ISO-8601 with a zone, or epoch milliseconds. At most 1 h ahead of the server clock and 365 days behind it (configurable).", example: "2026-11-21T10:15:30.250Z" });
+  .union([z.string().openapi({ format: "date-time" }), z.number().int().min(MIN_INSTANT_MS).max(MAX_INSTANT_MS)])
+  .openapi({ description: "ISO-8601 with a zone, or epoch milliseconds. At most 1 h ahead of the server clock and 365 days behind it (configurable).", example: "2026-11-21T10:15:30.250Z" }, { unionPreferredType: "oneOf" });
 
-const EventIdSchema = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/).optional().openapi({ description: "Client idempotency key; assigned (UUIDv7) when absent. A repeated id is stored and counted once.", example: "car42-000017" });
+const EventIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._:-]{1,128}$/)
+  .optional()
+  .openapi({ description: "Client idempotency key; assigned (UUIDv7) when the field is absent (null is refused). A repeated id is stored and counted once.", example: "car42-000017" });
 
 const schemaName = (type: string) => type.split(/[._]/).map((part) => part.charAt(0).toUpperCase() + part.slice(1)).join("");
 
@@ -33,7 +38,10 @@ export const EventSchemas = [...eventTypes.values()].map((t) =>
     .openapi(schemaName(t.type), { description: `${t.description} Device key: \`${t.keyField}\`.`, example: { type: t.type, ...t.example } }),
 );
 
-/** The same without `type`, for `POST /v1/events/{type}`. */
-export const TypedEventSchemas = [...eventTypes.values()].map((t) =>
-  z.strictObject({ type: z.literal(t.type).optional(), event_id: EventIdSchema, event_time: EventTimeSchema, ...t.fields }).openapi(`${schemaName(t.type)}Fields`, { example: t.example }),
+/** The same without `type`, for `POST /v1/events/{type}`, by type. */
+export const typedEventSchemas = new Map(
+  [...eventTypes.values()].map((t) => [
+    t.type,
+    z.strictObject({ type: z.literal(t.type).optional(), event_id: EventIdSchema, event_time: EventTimeSchema, ...t.fields }).openapi(`${schemaName(t.type)}Fields`, { example: t.example }),
+  ]),
 );

@@ -3,8 +3,8 @@ import { listRuns, PipelineRunSchema, RunStatusSchema } from "../../../lib/store
 import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
-import { problem, problemResponse } from "../../problem.ts";
-import { decodeCursor, encodeCursor, type ParamError, parseLimit } from "../../query-params.ts";
+import { problemResponse } from "../../problem.ts";
+import { CursorParamSchema, decodeCursor, encodeCursor, invalidParams, isCursorInstant, LimitParamSchema, type ParamError, parseLimit, parseTextParam, textParamSchema } from "../../query-params.ts";
 
 const RunListSchema = z
   .object({ items: z.array(PipelineRunSchema.openapi("PipelineRun")), next_cursor: z.string().nullable() })
@@ -19,10 +19,10 @@ const route = createRoute({
   security: [{ bearer: [] }],
   request: {
     query: z.object({
-      job: z.string().optional().openapi({ example: "lake" }),
+      job: textParamSchema("Job name, e.g. `lake` or `compaction`", "lake"),
       status: RunStatusSchema.optional(),
-      limit: z.string().optional().openapi({ description: "1 to 10000, default 100" }),
-      cursor: z.string().optional(),
+      limit: LimitParamSchema,
+      cursor: CursorParamSchema,
     }),
   },
   responses: {
@@ -34,8 +34,11 @@ const route = createRoute({
 });
 
 type RunPosition = { s: string; r: number };
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+// `s` is a started_at as this endpoint wrote it (toISOString): compared as a timestamptz, so it must be one.
+const isStartedAt = (value: unknown): value is string => typeof value === "string" && ISO_UTC.test(value) && isCursorInstant(Date.parse(value));
 const isPosition = (value: unknown): value is RunPosition =>
-  typeof value === "object" && value !== null && typeof (value as RunPosition).s === "string" && !Number.isNaN(Date.parse((value as RunPosition).s)) && Number.isSafeInteger((value as RunPosition).r);
+  typeof value === "object" && value !== null && isStartedAt((value as RunPosition).s) && Number.isSafeInteger((value as RunPosition).r);
 
 export function registerListRuns(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
   app.openAPIRegistry.registerPath(route);
@@ -46,8 +49,9 @@ export function registerListRuns(app: OpenAPIHono<AppEnv>, keyring: Keyring) {
     const after = decodeCursor(query.cursor, isPosition, errors);
     const status = query.status === undefined || query.status === "" ? undefined : RunStatusSchema.safeParse(query.status);
     if (status && !status.success) errors.push({ path: "status", message: `one of ${RunStatusSchema.options.join(", ")}` });
-    if (errors.length > 0) return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
-    const items = await listRuns(c.get("services").db.sql, { job: query.job || undefined, status: status?.data, limit: limit + 1, after: after ? { startedAt: after.s, runId: after.r } : undefined });
+    const job = parseTextParam("job", query.job, errors);
+    if (errors.length > 0) return invalidParams(c, errors);
+    const items = await listRuns(c.get("services").db.sql, { job, status: status?.data, limit: limit + 1, after: after ? { startedAt: after.s, runId: after.r } : undefined });
     const page = items.slice(0, limit);
     const last = page[page.length - 1];
     return c.json(RunListSchema.parse({ items: page, next_cursor: items.length > limit && last ? encodeCursor({ s: last.started_at, r: last.run_id }) : null }), 200);
