@@ -30,7 +30,7 @@ const { name: database, env: serviceEnv } = bench;
 const port = 3000 + Math.floor(Math.random() * 20_000);
 const gateway = Bun.spawn(["bun", "api/main.ts"], {
   cwd: join(import.meta.dir, ".."),
-  env: { ...process.env, ...serviceEnv, DATABASE_URL: bench.url, TOPIC_PREFIX: `${database}.`, PORT: String(port), DATA_DIR: `/tmp/${database}`, API_KEYS: `${KEY}:query`, LOG_LEVEL: "warn", LAKE_URL: `file:///tmp/${database}/lake` },
+  env: { ...process.env, ...serviceEnv, DATABASE_URL: bench.url, TOPIC_PREFIX: `${database}.`, PORT: String(port), DATA_DIR: `/tmp/${database}`, API_KEYS: `${KEY}:query`, SSE_MAX_STREAMS_PER_KEY: String(CLIENTS), LOG_LEVEL: "warn", LAKE_URL: `file:///tmp/${database}/lake` },
   stdout: "ignore",
   stderr: "inherit",
 });

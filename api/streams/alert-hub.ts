@@ -56,6 +56,8 @@ export function createAlertHub(sql: Sql, options: { pollMs: number; logger: Logg
   let timer: Timer | undefined;
   let polling = false;
   let closed = false;
+  /** Bumped whenever the hub goes idle, so a poll still running then does not move the position. */
+  let generation = 0;
 
   const position = async (): Promise<number> => {
     if (lastSeq !== undefined) return lastSeq;
@@ -73,12 +75,13 @@ export function createAlertHub(sql: Sql, options: { pollMs: number; logger: Logg
   const poll = async () => {
     if (polling) return;
     polling = true;
+    const polled = generation;
     try {
       let after = await position();
       for (;;) {
         const page = streamed(await alertsAfter(sql, { afterSeq: after, limit: PAGE }));
         const last = page[page.length - 1];
-        if (!last) break;
+        if (!last || generation !== polled) break;
         after = last.seq;
         // Position and delivery move together, in one turn of the event loop: a subscriber that reads the
         // position gets every later alert delivered.
@@ -114,9 +117,13 @@ export function createAlertHub(sql: Sql, options: { pollMs: number; logger: Logg
       const unsubscribe = () => {
         subscribers.delete(subscriber);
         sseClients.set({}, subscribers.size);
-        if (subscribers.size === 0 && timer) {
+        if (subscribers.size === 0) {
           clearInterval(timer);
           timer = undefined;
+          // Idle: forget the position. The next subscriber starts from the newest alert instead of being handed,
+          // as live, everything committed while nobody listened (it replays that from Postgres, under flow control).
+          lastSeq = undefined;
+          generation++;
         }
       };
       try {

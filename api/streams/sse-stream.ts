@@ -1,115 +1,174 @@
+import { registry } from "../../lib/metrics.ts";
+
 const encoder = new TextEncoder();
 
-/** What the consumer (the HTTP response) may hold before our own buffer takes over. */
-const STREAM_HIGH_WATER_BYTES = 64 * 1024;
+/**
+ * What the HTTP layer may take from the body at once. Bun takes everything queued in the body when the
+ * socket turns writable, so the rest stays in our own queue, where it is counted.
+ */
+const BODY_HIGH_WATER_BYTES = 64 * 1024;
+/** Chunks go to the body in views of at most this, so what Bun takes at once stays near the high-water mark. */
+const MAX_CHUNK_BYTES = 16 * 1024;
+
+/** Room always kept free for the last frame (`event: error`, `event: shutdown`), so it can be written when the buffer is full. */
+export const FINAL_FRAME_RESERVE_BYTES = 512;
+
+const bufferPeak = registry.gauge("devpipe_sse_buffer_peak_bytes", "Most bytes one alert stream has had waiting for its client (queued or held back) since start; stays within SSE_MAX_BUFFER_BYTES");
+let peakBytes = 0;
+
+/** Why a stream ended: the client went away, or the server ended it (after a last frame). */
+export type SseEnd = "client" | "server";
 
 /**
- * A Server-Sent Events body with a bounded buffer. Writes beyond what the client has read are kept in
- * memory up to `maxBufferBytes`; past that the client is too slow and the stream ends (it can reconnect
- * with Last-Event-ID and replay what it missed). `drained()` lets a producer wait for room.
+ * A Server-Sent Events body that counts every byte waiting for its client: what is queued here and in
+ * the body, plus what the producer holds back for it elsewhere (`setHeldBytes`). Producers check `fits`
+ * before writing; `budget` leaves room for one final frame, which `end` writes whatever is waiting.
  */
 export class SseStream {
   readonly body: ReadableStream<Uint8Array>;
+  /** Resolves once, when the stream ends for any reason. */
+  readonly ended: Promise<SseEnd>;
+  readonly budget: number;
   private controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   private readonly queue: Uint8Array[] = [];
-  private queuedBytes = 0;
-  private closed = false;
-  private waiters: (() => void)[] = [];
+  private ownQueuedBytes = 0;
+  private heldBytes = 0;
+  private state: "open" | "ending" | "closed" = "open";
+  private waiters: { bytes: number; resolve: () => void }[] = [];
+  private resolveEnded: (why: SseEnd) => void = () => {};
 
-  constructor(
-    private readonly maxBufferBytes: number,
-    private readonly onClose: (why: "client" | "overflow" | "server") => void,
-  ) {
+  constructor(maxBufferBytes: number) {
+    this.budget = Math.max(0, maxBufferBytes - FINAL_FRAME_RESERVE_BYTES);
+    this.ended = new Promise((resolve) => {
+      this.resolveEnded = resolve;
+    });
     this.body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
           this.controller = controller;
         },
         pull: () => this.flush(),
-        cancel: () => this.finish("client"),
+        cancel: () => this.abandon(),
       },
-      { highWaterMark: STREAM_HIGH_WATER_BYTES, size: (chunk) => chunk?.byteLength ?? 0 },
+      { highWaterMark: BODY_HIGH_WATER_BYTES, size: (chunk) => chunk?.byteLength ?? 0 },
     );
   }
 
+  /** No more writes are taken (the stream ended or is ending). */
   get isClosed() {
-    return this.closed;
+    return this.state !== "open";
   }
 
-  event(name: string, id: string | undefined, data: string) {
-    this.write(`${id === undefined ? "" : `id: ${id}\n`}event: ${name}\ndata: ${data}\n\n`);
+  /** Bytes written and not yet taken by the HTTP layer. */
+  get queuedBytes() {
+    const inBody = this.state === "closed" ? 0 : BODY_HIGH_WATER_BYTES - (this.controller?.desiredSize ?? BODY_HIGH_WATER_BYTES);
+    return this.ownQueuedBytes + Math.max(0, inBody);
   }
 
-  /** A frame already encoded (shared by every stream that sends it). */
-  frame(bytes: Uint8Array) {
-    this.enqueue(bytes);
+  /** Everything waiting for the client: queued and held back. */
+  get waitingBytes() {
+    return this.queuedBytes + this.heldBytes;
+  }
+
+  /** Whether `bytes` more can wait for the client within the budget. */
+  fits(bytes: number) {
+    return this.waitingBytes + bytes <= this.budget;
+  }
+
+  /** Bytes the producer keeps for this client outside the stream; they count towards the budget. */
+  setHeldBytes(bytes: number) {
+    this.heldBytes = bytes;
+    this.notePeak();
+  }
+
+  /** Queues `chunk` (the caller has checked `fits`). */
+  write(chunk: Uint8Array) {
+    if (this.state !== "open" || chunk.byteLength === 0) return;
+    this.push(chunk);
   }
 
   comment(text: string) {
-    this.write(`: ${text}\n\n`);
+    this.write(encoder.encode(`: ${text}\n\n`));
   }
 
-  /** Resolves once the buffer is at most half full (or the stream has ended). */
-  drained(): Promise<void> {
-    if (this.closed || this.queuedBytes <= this.maxBufferBytes / 2) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+  /** Resolves once at most `bytes` are queued (or the stream no longer takes writes). */
+  whenQueuedAtMost(bytes: number): Promise<void> {
+    if (this.state !== "open" || this.queuedBytes <= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ bytes, resolve }));
+  }
+
+  /** Writes a last frame after what is queued (into the reserve), then closes once the client has read it. */
+  end(lastFrame: Uint8Array) {
+    if (this.state !== "open") return;
+    if (lastFrame.byteLength > FINAL_FRAME_RESERVE_BYTES) throw new Error(`a final SSE frame must fit in ${FINAL_FRAME_RESERVE_BYTES} bytes`);
+    this.heldBytes = 0;
+    this.push(lastFrame);
+    this.state = "ending";
+    this.flush();
+    this.settle("server");
   }
 
   /** The client has gone: drop everything. */
   abandon() {
-    this.finish("client");
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.queue.length = 0;
+    this.ownQueuedBytes = 0;
+    this.heldBytes = 0;
+    try {
+      this.controller?.close();
+    } catch {
+      // already closed or cancelled
+    }
+    this.settle("client");
   }
 
-  /** Ends the stream after what is buffered. */
-  close() {
-    if (this.closed) return;
+  private push(chunk: Uint8Array) {
+    for (let at = 0; at < chunk.byteLength; at += MAX_CHUNK_BYTES) this.queue.push(chunk.subarray(at, at + MAX_CHUNK_BYTES));
+    this.ownQueuedBytes += chunk.byteLength;
+    this.notePeak();
     this.flush();
-    this.finish("server");
-  }
-
-  private write(text: string) {
-    this.enqueue(encoder.encode(text));
-  }
-
-  private enqueue(chunk: Uint8Array) {
-    if (this.closed) return;
-    this.queue.push(chunk);
-    this.queuedBytes += chunk.byteLength;
-    this.flush();
-    if (this.queuedBytes > this.maxBufferBytes) this.finish("overflow");
   }
 
   private flush() {
     const controller = this.controller;
-    if (!controller || this.closed) return;
+    if (!controller || this.state === "closed") return;
     while (this.queue.length > 0 && (controller.desiredSize ?? 0) > 0) {
       const chunk = this.queue.shift();
       if (!chunk) break;
-      this.queuedBytes -= chunk.byteLength;
+      this.ownQueuedBytes -= chunk.byteLength;
       controller.enqueue(chunk);
     }
-    if (this.queuedBytes <= this.maxBufferBytes / 2) this.wake();
+    if (this.state === "ending" && this.queue.length === 0) {
+      this.state = "closed";
+      controller.close();
+    }
+    this.wake();
   }
 
   private wake() {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const resolve of waiters) resolve();
+    if (this.waiters.length === 0) return;
+    const queued = this.queuedBytes;
+    const ready = this.state !== "open" ? this.waiters : this.waiters.filter((w) => queued <= w.bytes);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => !ready.includes(w));
+    for (const waiter of ready) waiter.resolve();
   }
 
-  private finish(why: "client" | "overflow" | "server") {
-    if (this.closed) return;
-    this.closed = true;
-    this.queue.length = 0;
-    this.queuedBytes = 0;
+  private settle(why: SseEnd) {
     this.wake();
-    if (why !== "client") {
-      try {
-        this.controller?.close();
-      } catch {
-        // already closed by the client
-      }
-    }
-    this.onClose(why);
+    this.resolveEnded(why);
   }
+
+  private notePeak() {
+    const waiting = this.waitingBytes;
+    if (waiting <= peakBytes) return;
+    peakBytes = waiting;
+    bufferPeak.set({}, waiting);
+  }
+}
+
+/** One SSE frame: `id` (when given), `event` and one `data` line. */
+export function sseFrame(name: string, id: string | undefined, data: string): Uint8Array {
+  return encoder.encode(`${id === undefined ? "" : `id: ${id}\n`}event: ${name}\ndata: ${data}\n\n`);
 }

@@ -42,14 +42,30 @@ export interface SequencedAlert {
   alert: Alert;
 }
 
-/** Alerts committed after `afterSeq`, in commit order, optionally narrowed by key, rule and event time. */
-export async function alertsAfter(sql: Sql, query: { afterSeq: number; key?: string; rule?: string; since?: number; limit: number }): Promise<SequencedAlert[]> {
+/** What `alertsAfter` reads: commit order from a position, optionally bounded and narrowed. */
+export interface AlertsAfterQuery {
+  afterSeq: number;
+  /** Stop at this sequence number (inclusive). */
+  throughSeq?: number;
+  key?: string;
+  rule?: string;
+  /**
+   * Only alerts with event_time ≥ `ms` among those up to `throughSeq`; later ones pass whatever their
+   * event time (a stream replaying from a time applies the time only to what existed when it started).
+   */
+  since?: { ms: number; throughSeq: number };
+  limit: number;
+}
+
+/** Alerts committed after `afterSeq`, in commit order, optionally bounded and narrowed by key, rule and event time. */
+export async function alertsAfter(sql: Sql, query: AlertsAfterQuery): Promise<SequencedAlert[]> {
   const rows = await sql<AlertRow[]>`
     select seq, alert_id::text, event_id, type, key, event_time, rules, event from alerts
     where seq > ${query.afterSeq}
+      ${query.throughSeq !== undefined ? sql`and seq <= ${query.throughSeq}` : sql``}
       ${query.key !== undefined ? sql`and key = ${query.key}` : sql``}
       ${query.rule !== undefined ? sql`and rules @> array[${query.rule}]::text[]` : sql``}
-      ${query.since !== undefined ? sql`and event_time >= ${new Date(query.since)}` : sql``}
+      ${query.since !== undefined ? sql`and (event_time >= ${new Date(query.since.ms)} or seq > ${query.since.throughSeq})` : sql``}
     order by seq
     limit ${query.limit}`;
   return rows.map(({ seq, event_time, ...rest }) => ({ seq: Number(seq), alert: { ...rest, event_time: event_time.toISOString() } }));
