@@ -68,3 +68,19 @@ export class RequestAbortedError extends AppError {
     super("request_aborted", "the client closed the connection before the whole body arrived", { retriable: false, cause: options.cause });
   }
 }
+
+/** A lake query ran past its deadline (QUERY_TIMEOUT_MS) and was stopped: a 400, like other query errors. */
+export class QueryTimeoutError extends AppError {
+  constructor(timeoutMs: number) {
+    super("query_timeout", `the query ran past its time limit of ${timeoutMs} ms and was stopped`, { retriable: false });
+  }
+}
+
+/** No lake query slot is free and the queue is full, or the wait for one ran out: a 429 with Retry-After. */
+export class QueryRejectedError extends AppError {
+  readonly retryAfterS: number;
+  constructor(message: string, retryAfterS: number) {
+    super("query_rejected", message, { retriable: true });
+    this.retryAfterS = retryAfterS;
+  }
+}

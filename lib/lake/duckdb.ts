@@ -1,9 +1,15 @@
-import { type DuckDBConnection, DuckDBInstance, DuckDBTypeId, StatementType, type DuckDBValue } from "@duckdb/node-api";
+import { type DuckDBConnection, DuckDBInstance, DuckDBTypeId, type DuckDBValue, JsonDuckDBValueConverter } from "@duckdb/node-api";
 
 /** A JSON-ready result: column names and DuckDB types, rows as arrays in column order. */
 export interface QueryResult {
   columns: { name: string; type: string }[];
   rows: unknown[][];
+}
+
+/** A result read a chunk (up to 2,048 rows) at a time; `next` gives null at the end. */
+export interface RowStream {
+  columns: { name: string; type: string }[];
+  next(): Promise<unknown[][] | null>;
 }
 
 const INTEGERS = new Set([DuckDBTypeId.TINYINT, DuckDBTypeId.SMALLINT, DuckDBTypeId.INTEGER, DuckDBTypeId.BIGINT, DuckDBTypeId.UTINYINT, DuckDBTypeId.USMALLINT, DuckDBTypeId.UINTEGER, DuckDBTypeId.UBIGINT, DuckDBTypeId.HUGEINT, DuckDBTypeId.UHUGEINT]);
@@ -26,7 +32,7 @@ function jsonValue(value: unknown, typeId: DuckDBTypeId): unknown {
 
 /**
  * One in-memory DuckDB database and connection. The lake's only door to DuckDB: writers copy
- * to Parquet through it, readers open one per query (see query.ts) so that each can be locked down.
+ * to Parquet through it, readers open one per query (see query-process.ts) so that each can be locked down.
  */
 export class Duck {
   private constructor(
@@ -60,12 +66,19 @@ export class Duck {
     return rows.map((row) => Object.fromEntries(columns.map((c, i) => [c.name, row[i]])));
   }
 
-  /** How many statements `sql` holds, and the type of each (SELECT, COPY, SET, …). */
-  async statementTypes(sql: string): Promise<string[]> {
-    const extracted = await this.connection.extractStatements(sql);
-    const types: string[] = [];
-    for (let i = 0; i < extracted.count; i++) types.push(StatementType[(await extracted.prepare(i)).statementType] ?? "UNKNOWN");
-    return types;
+  /** Runs one statement and hands its rows over chunk by chunk, converted as `query` converts them. */
+  async stream(sql: string, values?: DuckDBValue[]): Promise<RowStream> {
+    const result = await this.connection.stream(sql, values);
+    const types = result.columnTypes();
+    const typeIds = types.map((t) => t.typeId);
+    return {
+      columns: result.columnNames().map((name, i) => ({ name, type: types[i]?.toString() ?? "UNKNOWN" })),
+      async next() {
+        const chunk = await result.fetchChunk();
+        if (!chunk || chunk.rowCount === 0) return null;
+        return chunk.convertRows(JsonDuckDBValueConverter).map((row) => row.map((value, i) => jsonValue(value, typeIds[i] ?? DuckDBTypeId.VARCHAR)));
+      },
+    };
   }
 
   /** Stops the statement running on this connection; it fails with an "Interrupted" error. */

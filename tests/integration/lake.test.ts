@@ -230,6 +230,7 @@ for (const [name, setup] of Object.entries(setups)) {
         const { status, body } = await query(sql);
         expect({ sql, status }).toEqual({ sql, status: 400 });
         expect(typeof body.detail).toBe("string");
+        expect(body.detail).not.toContain(dir.path);
       }
       expect(existsSync(marker)).toBe(false);
       expect(existsSync(join(dir.path, "x.duckdb"))).toBe(false);
@@ -239,6 +240,42 @@ for (const [name, setup] of Object.entries(setups)) {
       const duckError = await query("select no_such_column from cars");
       expect(duckError.status).toBe(400);
       expect(duckError.body.detail).toContain("no_such_column");
+    });
+
+    test("the allow-list refuses catalog, settings, file and table functions by name, and admits analytics", async () => {
+      const leaks: [string, string][] = [
+        ["select name, setting from pg_catalog.pg_settings", "pg_catalog.pg_settings"],
+        ["select * from duckdb_databases()", "duckdb_databases()"],
+        ["select /* ' */ value from duckdb_settings() where name='allowed_directories' /* ' */", "duckdb_settings()"],
+        ["select * from sqlite_master", "sqlite_master"],
+        ["select * from information_schema.tables", "information_schema.tables"],
+        ["select count(*) from range(20000000000) a", "range()"],
+        ["select * from read_csv('/etc/passwd')", "read_csv()"],
+        ["select * from glob('/*')", "glob()"],
+        [`select * from read_parquet('${dir.path}/lake/**/*.parquet')`, "read_parquet()"],
+        ["select * from query_table('cars')", "query_table()"],
+        ["select getenv('HOME')", "getenv()"],
+        ["select current_setting('allowed_directories')", "current_setting()"],
+      ];
+      for (const [sql, named] of leaks) {
+        const { status, body } = await query(sql);
+        expect({ sql, status, named: body.detail?.includes(named) }).toEqual({ sql, status: 400, named: true });
+        expect(body.detail).not.toContain(dir.path);
+      }
+      const analytics = [
+        `select m.car_brand, c.color_name, count(*) as n, max(t.speed) as top from vehicle_telemetry t join cars using (car_id) join car_models m on m.model_id = cars.model_id join car_colors c on c.color_id = cars.color_id where t.event_id like '${run}-%' group by all order by n desc`,
+        `select sensor_id, event_time, row_number() over (partition by sensor_id order by event_time) as nth, lag(temperature) over (partition by sensor_id order by event_time) as previous from sensor_reading where event_id like '${run}-%' qualify nth <= 2`,
+        `with hourly as (select date_trunc('hour', event_time) as hour, count(distinct sensor_id) as sensors, avg(humidity) as humidity from sensor_reading where event_id like '${run}-%' group by 1) select hour, sensors, cast(humidity as integer) as humidity, case when sensors > 3 then 'busy' else 'quiet' end as load from hourly order by hour`,
+        `select count(*) filter (where speed > 120) as fast, approx_count_distinct(car_id) as cars, string_agg(distinct cast(gear as varchar), ',') as gears from vehicle_telemetry where event_id like '${run}-%'`,
+      ];
+      for (const sql of analytics) {
+        const { status, body } = await query(sql);
+        expect({ sql, status, detail: body.detail }).toEqual({ sql, status: 200, detail: undefined });
+        expect(body.rows.length).toBeGreaterThan(0);
+      }
+      const hourly = await query(analytics[2] ?? "");
+      expect(hourly.body.rows.map((r) => r[1])).toEqual([3, 3]);
+      expect((await query(analytics[0] ?? "")).body.rows).toEqual([["Volvo", "Black", 1, 150], ["Volvo", "Silver", 1, 60]]);
     });
   });
 }

@@ -7,7 +7,7 @@ import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
 import { type ParamError, parseLimit, parseRange } from "../../query-params.ts";
-import { QueryError } from "../../../lib/errors.ts";
+import { clientOf, lakeQueryProblem, lakeQueryResponses } from "./query.ts";
 
 const typeNames = [...eventTypes.keys()] as [string, ...string[]];
 
@@ -28,7 +28,7 @@ const route = createRoute({
   tags: ["lake"],
   summary: "Events from the Parquet lake",
   description:
-    "Enriched events of one type whose event_time is in [from, to), oldest first, each once. Only the hours the range covers (and, with `key`, the one input partition holding that key) are read. An accepted event is here within about 15 s (LAKE_FLUSH_INTERVAL_MS).",
+    "Enriched events of one type whose event_time is in [from, to), oldest first, each once. Only the hours the range covers (and, with `key`, the one input partition holding that key) are read. An accepted event is here within about 15 s (LAKE_FLUSH_INTERVAL_MS). The read shares the lake query slots and deadline of POST /v1/query (429 when they are full) and its byte cap (`truncated: true`).",
   security: [{ bearer: [] }],
   request: {
     query: z.object({
@@ -40,10 +40,23 @@ const route = createRoute({
     }),
   },
   responses: {
-    200: { description: "Events", content: { "application/json": { schema: z.object({ items: z.array(LakeEventSchema) }).openapi("LakeEventList") } } },
-    400: problemResponse("A parameter is invalid; `errors` names it"),
+    200: {
+      description: "Events",
+      content: {
+        "application/json": {
+          schema: z
+            .object({
+              items: z.array(LakeEventSchema),
+              truncated: z.literal(true).optional().openapi({ description: "Present when the page was cut at QUERY_MAX_BYTES bytes of JSON before `limit` events" }),
+            })
+            .openapi("LakeEventList"),
+        },
+      },
+    },
+    400: problemResponse("A parameter is invalid (`errors` names it), or the read ran past QUERY_TIMEOUT_MS"),
     401: problemResponse("Missing or unknown API key"),
     403: problemResponse("The key lacks the `query` scope"),
+    ...lakeQueryResponses,
   },
 });
 
@@ -60,10 +73,12 @@ export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Ke
     const key = query.key || undefined;
     const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
     try {
-      const items = await deps.reader().events({ type: query.type, key, partition, fromMs: from, toMs: to, limit });
-      return c.json({ items }, 200);
+      // The body was built where the query ran; it is passed on as bytes.
+      const result = await deps.reader().eventsBody({ type: query.type, key, partition, fromMs: from, toMs: to, limit }, { client: clientOf(c) });
+      return c.body(result.body, 200, { "content-type": "application/json" });
     } catch (error) {
-      if (error instanceof QueryError) return problem(c, 400, error.message);
+      const answer = lakeQueryProblem(c, error);
+      if (answer) return answer;
       throw error;
     }
   });
