@@ -205,7 +205,8 @@ export function createLakeReader(options: ReaderOptions) {
       // fixed width sort as the instants do.
       const iso = (column: string) => `strftime(${column}, '%Y-%m-%dT%H:%M:%S.%gZ') as ${column}`;
       const page = `select * replace (${iso("event_time")}, ${iso("ingest_time")}) from "${viewNameOf(filter.type)}" ${where.length > 0 ? `where ${where.join(" and ")}` : ""} order by event_time, event_id limit ${filter.limit}`;
-      const sql = `select cast(to_json(page) as varchar) as item from (${page}) page order by page.event_time, page.event_id`;
+      // The row's alias is quoted and not snake_case, so no event field (user.activity has `page`) can shadow it.
+      const sql = `select cast(to_json("lake row") as varchar) as item from (${page}) as "lake row" order by "lake row".event_time, "lake row".event_id`;
       return body(await answer(lease.call({ kind: "run", setup, allowedDirectories: [lakeRoot], sql, params: values, format: "items", maxRows: filter.limit, maxBytes }), "result"));
     });
 

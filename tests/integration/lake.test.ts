@@ -50,6 +50,9 @@ for (const [name, setup] of Object.entries(setups)) {
       { type: "vehicle.telemetry", event_id: `${run}-t2`, car_id: 8, speed: 60, rpm: 2000, gear: 2, event_time: new Date(hourB + 6_000).toISOString() },
     ];
 
+    // `page` is a field of user.activity: it must not shadow the row when a page of events is rendered.
+    const activity = [{ type: "user.activity", event_id: `${run}-u1`, user_id: `${run}-user`, session_id: "s1", action: "page_view", page: "/home", event_time: new Date(hourA + 7_000).toISOString() }];
+
     const request = (path: string, body?: unknown, method = body === undefined ? "GET" : "POST") =>
       app.request(path, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }), headers: { "content-type": "application/json", authorization: "Bearer all-key" } });
     const query = async (sql: string) => {
@@ -69,7 +72,7 @@ for (const [name, setup] of Object.entries(setups)) {
       await request("/v1/dims/car_colors", [{ color_id: 1, color_name: "Black" }, { color_id: 2, color_name: "Silver" }], "PUT");
       await request("/v1/dims/cars", [{ car_id: 7, driver_id: 70, model_id: 1, color_id: 1 }, { car_id: 8, driver_id: 80, model_id: 1, color_id: 2 }], "PUT");
       stops = await Promise.all([jobs.enrich, jobs.lake].map((job) => job?.start(services, { commitIntervalMs: 100 }) ?? Promise.reject(new Error("job missing"))));
-      const accepted = await request("/v1/events", [...sensors, ...fixes, ...telemetry]);
+      const accepted = await request("/v1/events", [...sensors, ...fixes, ...telemetry, ...activity]);
       expect(accepted.status, await accepted.clone().text()).toBe(202);
       // A client retry of ten gps fixes (a type no view reads, so enrich passes it on) in a later flush.
       await waitFor(async () => (await count(`select count(*) from gps_fix where event_id like '${run}-%'`)) === fixes.length, { what: "gps fixes in the lake" });
@@ -117,6 +120,12 @@ for (const [name, setup] of Object.entries(setups)) {
       const cars = await request(`/v1/events?type=vehicle.telemetry&from=${hourB}&to=${hourB + HOUR}`);
       const enriched = ((await cars.json()) as { items: Record<string, unknown>[] }).items.filter((e) => String(e.event_id).startsWith(run));
       expect(enriched.find((e) => e.event_id === `${run}-t1`)).toMatchObject({ car_id: 7, driver_id: 70, color_name: "Black", expected_gear: 5 });
+
+      const views = await waitFor(async () => {
+        const page = ((await (await request(`/v1/events?type=user.activity&key=${run}-user`)).json()) as { items: unknown[] }).items;
+        return page.length > 0 ? page : undefined;
+      }, { what: "the page view in the lake" });
+      expect(views).toEqual([expect.objectContaining({ type: "user.activity", event_id: `${run}-u1`, user_id: `${run}-user`, action: "page_view", page: "/home" })]);
 
       const bad = await request("/v1/events?type=nope&from=yesterday");
       expect(bad.status).toBe(400);
