@@ -9,6 +9,7 @@ import type { AppEnv } from "./env.ts";
 import { notFoundOrNotAllowed } from "./middleware/method-not-allowed.ts";
 import { requestContext } from "./middleware/request-context.ts";
 import { storableQuery } from "./middleware/storable-query.ts";
+import { openApiDocumentOf } from "./openapi-document.ts";
 import { problem } from "./problem.ts";
 import { type AlertHub, createAlertHub } from "./streams/alert-hub.ts";
 import { registerListAggregates } from "./routes/aggregates/list.ts";
@@ -23,14 +24,6 @@ import { registerLakeQuery } from "./routes/lake/query.ts";
 import { registerMetrics } from "./routes/metrics.ts";
 import { registerListRuns } from "./routes/runs/list.ts";
 
-export const openApiInfo = {
-  openapi: "3.1.0",
-  info: {
-    title: "devpipe",
-    version: "0.1.0",
-    description: "Real-time device-event pipeline: ingest device events, query alerts, aggregates and the Parquet lake. Every `/v1` endpoint needs `Authorization: Bearer <key>`.",
-  },
-} as const;
 
 export interface AppOptions {
   apiKeys: ApiKey[];
@@ -69,7 +62,11 @@ export function createApp(services: Services, options: AppOptions) {
   registerLakeEvents(app, { keyring, reader });
   registerLakeQuery(app, { keyring, reader });
   registerListRuns(app, keyring);
-  app.doc31("/openapi.json", openApiInfo);
+  let document: ReturnType<typeof openApiDocumentOf> | undefined;
+  app.get("/openapi.json", (c) => {
+    document ??= openApiDocumentOf(app);
+    return c.json(document);
+  });
   app.notFound(notFoundOrNotAllowed(app));
   app.onError((error, c) => {
     // A client that went away mid-body is not a server failure; the answer reaches nobody.

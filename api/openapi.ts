@@ -2,7 +2,8 @@ import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import type { Services } from "../lib/services.ts";
 import { topicNames } from "../lib/topics.ts";
-import { createApp, openApiInfo } from "./app.ts";
+import { createApp } from "./app.ts";
+import { openApiDocumentOf } from "./openapi-document.ts";
 
 /** Stands in for a connection the document never uses: any use of it throws. */
 const unreachable = <T extends object>(name: string) =>
@@ -22,5 +23,5 @@ export function openApiDocument() {
     lake: unreachable("lake"),
     topics: topicNames(),
   };
-  return createApp(services, { apiKeys: [] }).getOpenAPI31Document(openApiInfo);
+  return openApiDocumentOf(createApp(services, { apiKeys: [] }));
 }

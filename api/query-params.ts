@@ -57,7 +57,8 @@ export function parseTimeParam(name: string, value: string | undefined, errors: 
 export function parseRange(query: Record<string, string | undefined>, errors: ParamError[]): { from?: number; to?: number } {
   const from = parseTimeParam("from", query.from, errors);
   const to = parseTimeParam("to", query.to, errors);
-  if (from !== undefined && to !== undefined && from >= to) errors.push({ path: "to", message: "must be after from (the range is [from, to))" });
+  // [t, t) is a valid, empty range; only an inverted one is a mistake.
+  if (from !== undefined && to !== undefined && from > to) errors.push({ path: "to", message: "must not be before from (the range is [from, to))" });
   return { from, to };
 }
 

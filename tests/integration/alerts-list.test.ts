@@ -88,6 +88,10 @@ for (const [name, setup] of Object.entries(setups)) {
       expect(body.errors.map((e) => e.path).sort()).toEqual(["cursor", "from", "limit", "rule"]);
       expect((await get("?limit=10001")).status).toBe(400);
       expect((await get("?from=2026-11-21T10:10:00Z&to=2026-11-21T10:05:00Z")).status).toBe(400);
+      // [t, t) is empty, not a mistake; an empty value is the same as no value.
+      const empty = await get("?from=2026-11-21T10:10:00Z&to=2026-11-21T10:10:00Z&key=&cursor=");
+      expect(empty.status).toBe(200);
+      expect(await empty.json()).toEqual({ items: [], next_cursor: null });
     });
 
     test("needs the query scope", async () => {

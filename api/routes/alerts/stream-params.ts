@@ -29,8 +29,32 @@ export const StreamQuery = z.object({
 });
 
 export const StreamHeaders = z.object({
-  "Last-Event-ID": StreamCursorText.optional().openapi({ description: "Resume after this alert (what EventSource sends when it reconnects); takes precedence over a cursor in `since`" }),
+  "Last-Event-ID": z
+    .string()
+    .regex(/^(?:[A-Za-z0-9_-]{1,64})?$/)
+    .optional()
+    .openapi({ description: "Resume after this alert (what EventSource sends when it reconnects); takes precedence over a cursor in `since`. Empty: the same as absent.", example: "eyJxIjo0Mn0" }),
 });
+
+const StreamId = z.string().regex(CURSOR_TEXT).openapi({ description: "The cursor to resume after this event (Last-Event-ID)" });
+const jsonText = (description: string) => z.string().openapi({ description });
+
+/**
+ * One server-sent event, as SSE clients parse the stream (comments such as `: heartbeat` are not events):
+ * an alert, or the stream's final frame.
+ */
+export const StreamEventSchema = z
+  .discriminatedUnion("event", [
+    z.object({ event: z.literal("alert"), id: StreamId, data: jsonText("One alert as JSON (the `Alert` schema)") }).strict(),
+    z
+      .object({
+        event: z.enum(["shutdown", "error"]),
+        id: StreamId,
+        data: jsonText('The final frame as JSON: `{"reason": "shutdown" | "slow_client" | "unavailable", "resume": "<cursor>", "detail": "…"}`; reconnect with Last-Event-ID set to `resume`'),
+      })
+      .strict(),
+  ])
+  .openapi("AlertStreamEvent", { description: "One event of the alert stream", example: { event: "alert", id: "eyJxIjo0Mn0", data: '{"alert_id":"…","rules":["speeding"]}' } });
 
 const KNOWN = ["key", "rule", "since"] as const;
 type Known = (typeof KNOWN)[number];

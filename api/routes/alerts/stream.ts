@@ -8,7 +8,7 @@ import { openAlertFeed } from "../../streams/alert-feed.ts";
 import type { AlertHub } from "../../streams/alert-hub.ts";
 import type { SseStream } from "../../streams/sse-stream.ts";
 import type { StreamSlots } from "../../streams/stream-slots.ts";
-import { parseStreamParams, StreamHeaders, StreamQuery } from "./stream-params.ts";
+import { parseStreamParams, StreamEventSchema, StreamHeaders, StreamQuery } from "./stream-params.ts";
 
 /** Seconds a client whose stream the server ended may take to read its last frames before the connection is cut. */
 const FINAL_READ_TIMEOUT_S = 10;
@@ -31,7 +31,10 @@ const route = createRoute({
   security: [{ bearer: [] }],
   request: { query: StreamQuery, headers: StreamHeaders },
   responses: {
-    200: { description: "An event stream", content: { "text/event-stream": { schema: z.string().openapi({ example: 'id: eyJxIjo0Mn0\nevent: alert\ndata: {"alert_id":"…","rules":["speeding"]}\n\n' }) } } },
+    200: {
+      description: 'An event stream of `alert` events, `: heartbeat` comments, and a final `shutdown` or `error` event, e.g. `id: eyJxIjo0Mn0\nevent: alert\ndata: {"alert_id":"…","rules":["speeding"]}\n\n`',
+      content: { "text/event-stream": { schema: StreamEventSchema } },
+    },
     400: problemResponse("A parameter is invalid (`key`, `rule`, `since`, `Last-Event-ID`); `errors` names each"),
     401: problemResponse("Missing or unknown API key"),
     403: problemResponse("The key lacks the `query` scope"),

@@ -14,7 +14,11 @@ import { EventSchemas, IngestResultSchema, typedEventSchemas } from "./schema.ts
 
 const RETRY_AFTER_S = 2;
 
-const ndjsonBody = { schema: z.string().openapi({ description: "One event object per line; a line that is not valid JSON is one rejected record.", example: '{"type":"sensor.reading","sensor_id":"s1","temperature":21.5,"humidity":40,"event_time":"2026-11-21T10:15:30Z"}\n' }) };
+/** NDJSON bodies: one event object per line, its example `example` (with `type` on the untyped path, without it on `/v1/events/{type}`). */
+const ndjsonBody = (example: Record<string, unknown>) => ({
+  schema: z.string().openapi({ description: "One event object per line; a line that is not valid JSON is one rejected record.", example: `${JSON.stringify(example)}\n` }),
+});
+const exampleOf = (type: string): Record<string, unknown> => eventTypes.get(type)?.example ?? {};
 
 const responses = {
   202: { description: "At least one record accepted; each accepted record is durable in the bus", content: { "application/json": { schema: IngestResultSchema } } },
@@ -24,7 +28,10 @@ const responses = {
   403: problemResponse("The key lacks the `ingest` scope"),
   413: problemResponse("Body over the size limit, or more records than allowed per request"),
   415: problemResponse(`Content type other than ${acceptedContentTypes.join(", ")}`),
-  503: problemResponse("The bus cannot take writes now; nothing was accepted. Retry after `Retry-After` seconds."),
+  503: {
+    ...problemResponse("The bus cannot take writes now; nothing was accepted. Retry after `Retry-After` seconds."),
+    headers: z.object({ "retry-after": z.string().openapi({ description: "Seconds to wait before retrying", example: String(RETRY_AFTER_S) }) }),
+  },
 };
 
 /** One event or a non-empty array of them (an empty body is refused: it holds no records). */
@@ -37,7 +44,7 @@ const ingestAny = createRoute({
   summary: "Ingest events of any type",
   description: "Body: one event object, a non-empty JSON array of them, or NDJSON (`Content-Type: application/x-ndjson`). Each record carries its `type`.",
   security: [{ bearer: [] }],
-  request: { body: { required: true, content: { "application/json": { schema: oneOrMany(z.union(EventSchemas)) }, "application/x-ndjson": ndjsonBody } } },
+  request: { body: { required: true, content: { "application/json": { schema: oneOrMany(z.union(EventSchemas)) }, "application/x-ndjson": ndjsonBody({ type: "sensor.reading", ...exampleOf("sensor.reading") }) } } },
   responses,
 });
 
@@ -50,7 +57,7 @@ const ingestTyped = [...typedEventSchemas].map(([type, schema]) =>
     summary: `Ingest ${type} events`,
     description: `The same as \`POST /v1/events\`, for ${type} only: records need no \`type\` field.`,
     security: [{ bearer: [] }],
-    request: { body: { required: true, content: { "application/json": { schema: oneOrMany(schema) }, "application/x-ndjson": ndjsonBody } } },
+    request: { body: { required: true, content: { "application/json": { schema: oneOrMany(schema) }, "application/x-ndjson": ndjsonBody(exampleOf(type)) } } },
     responses,
   }),
 );

@@ -6,7 +6,7 @@ import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
-import { type ParamError, parseLimit, parseRange } from "../../query-params.ts";
+import { LimitParamSchema, type ParamError, parseLimit, parseRange, parseTextParam, textParamSchema, timeParamSchema } from "../../query-params.ts";
 import { clientOf, lakeQueryProblem, lakeQueryResponses } from "./query.ts";
 
 const typeNames = [...eventTypes.keys()] as [string, ...string[]];
@@ -33,10 +33,10 @@ const route = createRoute({
   request: {
     query: z.object({
       type: z.enum(typeNames).openapi({ example: "sensor.reading" }),
-      key: z.string().optional().openapi({ description: "Device key", example: "sensor-0001" }),
-      from: z.string().optional().openapi({ description: "Start of [from, to) on event_time: ISO-8601 or epoch ms" }),
-      to: z.string().optional(),
-      limit: z.string().optional().openapi({ description: "1 to 10000, default 100" }),
+      key: textParamSchema("Device key", "sensor-0001"),
+      from: timeParamSchema("Start of [from, to) on event_time"),
+      to: timeParamSchema("End of [from, to) on event_time"),
+      limit: LimitParamSchema,
     }),
   },
   responses: {
@@ -69,8 +69,8 @@ export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Ke
     else if (!eventTypes.has(query.type)) errors.push({ path: "type", message: `one of ${typeNames.join(", ")}` });
     const { from, to } = parseRange(query, errors);
     const limit = parseLimit(query.limit, errors);
+    const key = parseTextParam("key", query.key, errors);
     if (errors.length > 0 || !query.type) return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
-    const key = query.key || undefined;
     const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
     try {
       // The body was built where the query ran; it is passed on as bytes.
