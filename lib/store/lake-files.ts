@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import type { Tx } from "../db/index.ts";
+import { hourOf } from "../lake/layout.ts";
 
 /** A Parquet file of the lake as the manifest lists it. */
 export interface LakeFile {
@@ -45,7 +46,7 @@ export async function liveFiles(sql: Sql, filter: { types?: string[]; fromMs?: n
     select key, type, hour, partition, from_offset, to_offset, rows, bytes, compacted from lake_files
     where removed_at is null
       ${filter.types ? sql`and type = any(${filter.types})` : sql``}
-      ${filter.fromMs !== undefined ? sql`and hour > ${new Date(filter.fromMs - 3_600_000).toISOString()}::timestamptz` : sql``}
+      ${filter.fromMs !== undefined ? sql`and hour >= ${new Date(hourOf(filter.fromMs)).toISOString()}::timestamptz` : sql``}
       ${filter.toMs !== undefined ? sql`and hour < ${new Date(filter.toMs).toISOString()}::timestamptz` : sql``}
       ${filter.partitions ? sql`and partition = any(${filter.partitions})` : sql``}
     order by type, hour, partition, from_offset`;

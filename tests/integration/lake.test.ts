@@ -127,6 +127,9 @@ for (const [name, setup] of Object.entries(setups)) {
       }, { what: "the page view in the lake" });
       expect(views).toEqual([expect.objectContaining({ type: "user.activity", event_id: `${run}-u1`, user_id: `${run}-user`, action: "page_view", page: "/home" })]);
 
+      // The first hour of year 1 is in range: the hour pruning must not step before it.
+      expect((await request("/v1/events?type=sensor.reading&from=0001-01-01T00:30:00Z&to=0001-01-01T00:40:00Z")).status).toBe(200);
+
       const bad = await request("/v1/events?type=nope&from=yesterday");
       expect(bad.status).toBe(400);
       const problem = (await bad.json()) as { errors: { path: string }[] };
