@@ -2,7 +2,8 @@
 # `bun run test`: unit, integration and end-to-end suites. Integration and e2e run against real Kafka,
 # Postgres and S3: the ones given by KAFKA_BROKERS, DATABASE_URL and S3_ENDPOINT (e.g. docker compose),
 # else the ones scripts/services.sh starts on loopback. A service that cannot start fails the run.
-# The dashboard test needs Debian's Chromium; scripts/chromium.sh installs it when missing.
+# The dashboard test needs Debian's Chromium; scripts/chromium.sh installs it when missing. The fuzz test
+# needs schemathesis; scripts/python-venv.sh installs it (pinned) into a cached virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 services_dir=${DEVPIPE_SERVICES_DIR:-${TMPDIR:-/tmp}/devpipe-services}
@@ -17,6 +18,8 @@ if [ -z "${KAFKA_BROKERS:-}" ] || [ -z "${DATABASE_URL:-}" ] || [ -z "${S3_ENDPO
 fi
 
 bash scripts/chromium.sh
+DEVPIPE_VENV=$(bash scripts/python-venv.sh)
+export DEVPIPE_VENV
 bun run typecheck
 
 export NODE_ENV=test
