@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
-import type { DeliveredRecord, OutgoingRecord, PartitionOffset } from "../../lib/bus/types.ts";
+import type { OutgoingRecord, PartitionOffset } from "../../lib/bus/types.ts";
 import { type Envelope, encodeEnvelope } from "../../lib/events/index.ts";
 import { failingJobs } from "../../lib/job-health.ts";
 import { closeServices, readiness, type Services } from "../../lib/services.ts";
@@ -8,7 +8,7 @@ import { DEAD_HEADERS } from "../../workers/dead-letters.ts";
 import { jobs } from "../../workers/jobs.ts";
 import { lakeIdCounts } from "../support/lake.ts";
 import { serviceSetups } from "../support/setups.ts";
-import { uniqueName } from "../support/services.ts";
+import { readRecordsSince } from "../support/kafka.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -19,26 +19,6 @@ import { waitFor } from "../support/wait.ts";
  */
 const apiKeys = [{ key: "all-key", scopes: ["ingest" as const, "query" as const, "admin" as const] }];
 const setups = serviceSetups({});
-
-async function readAll(services: Services, topic: string, since: PartitionOffset[]): Promise<DeliveredRecord[]> {
-  const byPosition = new Map<string, DeliveredRecord>();
-  const reached = new Map<number, number>();
-  const consumer = await services.bus.consume({
-    group: uniqueName("poison-readback"),
-    topics: [topic],
-    onAssign: async () => since,
-    onBatch: async (batch) => {
-      for (const r of batch.records) byPosition.set(`${r.partition}:${r.offset}`, r);
-      const last = batch.records[batch.records.length - 1];
-      if (last) reached.set(batch.partition, last.offset + 1);
-    },
-  });
-  const ends = await services.bus.endOffsets(topic);
-  const start = (p: number) => since.find((s) => s.partition === p)?.offset ?? 0;
-  await waitFor(() => ends.every((e) => e.offset <= start(e.partition) || (reached.get(e.partition) ?? 0) >= e.offset), { timeoutMs: 30_000, what: `${topic} read to its end` });
-  await consumer.stop();
-  return [...byPosition.values()];
-}
 
 for (const [name, setup] of Object.entries(setups)) {
   describe(`poison records on ${name}`, () => {
@@ -104,7 +84,7 @@ for (const [name, setup] of Object.entries(setups)) {
     });
 
     test("each refused record is in events.dead with its job, the error and its source position", async () => {
-      const dead = await readAll(services, services.topics.dead, deadSince);
+      const dead = await readRecordsSince(services.bus, services.topics.dead, deadSince);
       const letters = dead.map((r) => ({ job: r.headers[DEAD_HEADERS.job], source: r.headers[DEAD_HEADERS.source] ?? "", error: r.headers[DEAD_HEADERS.error] ?? "", text: new TextDecoder().decode(r.value) }));
       const byJob = (job: string) => letters.filter((l) => l.job === job);
       expect(byJob("enrich").map((l) => l.text)).toEqual(["this is not an envelope"]);

@@ -20,24 +20,7 @@ export function openSse(url: string, headers: Record<string, string> = {}) {
     let buffer = "";
     try {
       for await (const chunk of response.body) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let end = buffer.indexOf("\n\n");
-        while (end >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const message: SseMessage = {};
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) message.comment = line.slice(1).trim();
-            else {
-              const colon = line.indexOf(":");
-              const field = line.slice(0, colon);
-              const value = line.slice(colon + 1).replace(/^ /, "");
-              if (field === "id" || field === "event" || field === "data") message[field] = value;
-            }
-          }
-          messages.push(message);
-          end = buffer.indexOf("\n\n");
-        }
+        buffer = parseSse(buffer + decoder.decode(chunk, { stream: true }), messages);
       }
     } catch {
       // aborted by the test
