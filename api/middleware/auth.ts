@@ -15,6 +15,7 @@ export function requireScope(keyring: Keyring, scope: Scope): MiddlewareHandler<
     const scopes = keyring.scopesOf(presented);
     if (!scopes) return problem(c, 401, "Unknown API key.", {}, challenge);
     if (!scopes.includes(scope)) return problem(c, 403, `This key lacks the '${scope}' scope.`);
+    c.set("apiKey", presented);
     await next();
   };
 }

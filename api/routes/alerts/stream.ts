@@ -15,7 +15,6 @@ const FINAL_READ_TIMEOUT_S = 10;
 /** What a client refused for having too many streams open should wait before trying again. */
 const RETRY_AFTER_S = 5;
 
-const BEARER = /^Bearer[ ]+(\S+)\s*$/i;
 
 const route = createRoute({
   method: "get",
@@ -54,7 +53,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
     const { config, db } = c.get("services");
     const log = c.get("log");
 
-    const apiKey = BEARER.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+    const apiKey = c.get("apiKey");
     const release = deps.slots.acquire(apiKey, config.sse.maxStreamsPerKey);
     if (!release) {
       sseRejected.inc({ reason: "per_key_limit" });

@@ -7,7 +7,7 @@ import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
 import { LimitParamSchema, type ParamError, parseLimit, parseRange, parseTextParam, textParamSchema, timeParamSchema } from "../../query-params.ts";
-import { clientOf, lakeQueryProblem, lakeQueryResponses } from "./query.ts";
+import { lakeQueryProblem, lakeQueryResponses } from "./query.ts";
 
 const typeNames = [...eventTypes.keys()] as [string, ...string[]];
 
@@ -74,7 +74,7 @@ export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Ke
     const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
     try {
       // The body was built where the query ran; it is passed on as bytes.
-      const result = await deps.reader().eventsBody({ type: query.type, key, partition, fromMs: from, toMs: to, limit }, { client: clientOf(c) });
+      const result = await deps.reader().eventsBody({ type: query.type, key, partition, fromMs: from, toMs: to, limit }, { client: c.get("apiKey") });
       return c.body(result.body, 200, { "content-type": "application/json" });
     } catch (error) {
       const answer = lakeQueryProblem(c, error);

@@ -61,7 +61,6 @@ const route = createRoute({
 });
 
 /** The API key a request presents (already checked by requireScope): query slots are shared per key. */
-export const clientOf = (c: Context<AppEnv>) => /^Bearer[ ]+(\S+)/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
 
 /** The problem for a lake query's typed failure, or undefined for anything else (a server error). */
 export function lakeQueryProblem(c: Context<AppEnv>, error: unknown, path?: string) {
@@ -88,7 +87,7 @@ export function registerLakeQuery(app: OpenAPIHono<AppEnv>, deps: { keyring: Key
     }
     try {
       // The body was built where the query ran; it is passed on as bytes.
-      const result = await deps.reader().query(parsed.data.sql, { client: clientOf(c) });
+      const result = await deps.reader().query(parsed.data.sql, { client: c.get("apiKey") });
       return c.body(result.body, 200, { "content-type": "application/json" });
     } catch (error) {
       const answer = lakeQueryProblem(c, error, "sql");
