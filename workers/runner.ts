@@ -109,10 +109,15 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   /** Next offset per partition processed since the last checkpoint. */
   const advanced = new Map<string, PartitionOffset>();
   /**
-   * The records handled since the last checkpoint, in delivery order. Each partition's records are in
-   * offset order, so any prefix of this list ends every partition at a position it may commit.
+   * The batches handled since the last checkpoint, in delivery order. Each partition's records are in
+   * offset order, so any prefix of their records ends every partition at a position it may commit.
    */
-  let uncommitted: DeliveredRecord[] = [];
+  let uncommitted: Batch[] = [];
+  let uncommittedRecords = 0;
+  const setUncommitted = (batches: Batch[]) => {
+    uncommitted = batches;
+    uncommittedRecords = batches.reduce((sum, b) => sum + b.records.length, 0);
+  };
   /** Records the job sent to `dead` since the last checkpoint. */
   let dead: DeadLetter[] = [];
   /** A sink refused a checkpoint (or the job failed on a record): the next one isolates the culprits. */
@@ -181,9 +186,11 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
    * attempts). A transient failure on the way stops here; what is committed stays, the rest is retried.
    */
   const isolate = async () => {
+    /** What is not committed yet: settle works through it from the front. */
+    let remaining = uncommitted.flatMap((b) => b.records);
     const settle = async (records: DeliveredRecord[]): Promise<void> => {
       if (await attempt(records)) {
-        uncommitted = uncommitted.slice(records.length);
+        remaining = remaining.slice(records.length);
         return;
       }
       const [only] = records;
@@ -191,15 +198,19 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
         await reload();
         dead = [{ record: only, reason: messageOf(refusal) }];
         await commit(positionsAfter(records), false);
-        uncommitted = uncommitted.slice(1);
+        remaining = remaining.slice(1);
         return;
       }
       const half = Math.ceil(records.length / 2);
       await settle(records.slice(0, half));
       await settle(records.slice(half));
     };
-    logger.warn("a sink refused a checkpoint; isolating the records responsible", { records: uncommitted.length, error: refusal });
-    await settle(uncommitted);
+    logger.warn("a sink refused a checkpoint; isolating the records responsible", { records: remaining.length, error: refusal });
+    try {
+      await settle(remaining);
+    } finally {
+      setUncommitted(batchesOf(remaining));
+    }
     await reload();
     isolating = false;
     advanced.clear();
@@ -218,7 +229,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
         return isolate();
       }
       advanced.clear();
-      uncommitted = [];
+      setUncommitted([]);
     });
 
   const checkpointAndTrack = () =>
@@ -241,7 +252,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
 
   const forget = (partitions: TopicPartition[]) => {
     const gone = (topic: string, partition: number) => partitions.some((p) => p.topic === topic && p.partition === partition);
-    uncommitted = uncommitted.filter((r) => !gone(r.topic, r.partition));
+    setUncommitted(uncommitted.filter((b) => !gone(b.topic, b.partition)));
     for (const p of partitions) advanced.delete(`${p.topic}/${p.partition}`);
   };
 
@@ -267,7 +278,8 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     },
     onBatch: async (batch) => {
       await exclusive(async () => {
-        for (const record of batch.records) uncommitted.push(record);
+        uncommitted.push(batch);
+        uncommittedRecords += batch.records.length;
         const last = batch.records[batch.records.length - 1];
         if (last) advanced.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: last.offset + 1 });
         if (isolating) return;
@@ -283,11 +295,11 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
       // Past maxPending the batch is not done until a checkpoint commits: that is the backpressure that
       // bounds memory while the database is down. The batch must not fail here: it has been processed, and
       // a redelivery would apply it twice.
-      for (let attempt = 0; (job.pending() >= maxPending || uncommitted.length >= maxPending) && !stopping; attempt++) {
+      for (let attempt = 0; (job.pending() >= maxPending || uncommittedRecords >= maxPending) && !stopping; attempt++) {
         try {
           await checkpointAndTrack();
         } catch (error) {
-          if (attempt % 20 === 0) logger.error("checkpoint failed with results pending at the limit; consumption waits for it", { error, pending: uncommitted.length, attempt });
+          if (attempt % 20 === 0) logger.error("checkpoint failed with results pending at the limit; consumption waits for it", { error, pending: uncommittedRecords, attempt });
           await Bun.sleep(backoffDelay(attempt, { initialDelayMs: 50, maxDelayMs: 2_000 }) + 10);
         }
       }
