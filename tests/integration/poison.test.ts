@@ -9,6 +9,7 @@ import { jobs } from "../../workers/jobs.ts";
 import { lakeIdCounts } from "../support/lake.ts";
 import { serviceSetups } from "../support/setups.ts";
 import { readRecordsSince } from "../support/kafka.ts";
+import { services as realServices, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -18,10 +19,15 @@ import { waitFor } from "../support/wait.ts";
  * record reaches every view and the lake exactly once.
  */
 const apiKeys = [{ key: "all-key", scopes: ["ingest" as const, "query" as const, "admin" as const] }];
-const setups = serviceSetups({});
+const s3 = () => realServices().s3;
+/** Embedded (file bus, PGlite, lake dir) and the real services: Kafka, Postgres and the lake on MinIO. */
+const setups = {
+  embedded: serviceSetups({}).embedded,
+  kafka: (dir: string) => serviceSetups({ LAKE_URL: `s3://${s3().bucket}/${uniqueName("poison")}`, S3_ENDPOINT: s3().endpoint, AWS_ACCESS_KEY_ID: s3().accessKeyId, AWS_SECRET_ACCESS_KEY: s3().secretAccessKey }).kafka(dir),
+};
 
 for (const [name, setup] of Object.entries(setups)) {
-  describe(`poison records on ${name}`, () => {
+  describe(`poison records on ${name === "kafka" ? "Kafka + Postgres + MinIO" : name}`, () => {
     const dir = tempDir("devpipe-poison-");
     let services: Services;
     let drop: () => Promise<void>;
