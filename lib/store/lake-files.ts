@@ -1,6 +1,14 @@
 import type { Sql } from "postgres";
 import type { Tx } from "../db/index.ts";
+import { AppError } from "../errors.ts";
 import { hourOf } from "../lake/layout.ts";
+
+/** Another compactor retired some of a group's files first: this compaction must change nothing. */
+export class CompactionConflictError extends AppError {
+  constructor(message: string) {
+    super("compaction_conflict", message, { retriable: false });
+  }
+}
 
 /** A Parquet file of the lake as the manifest lists it. */
 export interface LakeFile {
@@ -76,14 +84,20 @@ export async function compactableGroups(sql: Sql, closedBefore: number, limit: n
 }
 
 /**
- * Lists `merged` and retires `replaced` in one transaction. False (and nothing changed) when any of
- * `replaced` is no longer live: another compaction got there first.
+ * Lists `merged` and retires `replaced` inside `tx`. Throws CompactionConflictError when any of
+ * `replaced` is no longer live (another compaction got there first), so the transaction rolls back
+ * whole: committing the files it did retire would lose their rows.
  */
-export async function replaceFiles(tx: Tx, merged: LakeFile, replaced: string[]): Promise<boolean> {
+export async function replaceFiles(tx: Tx, merged: LakeFile, replaced: string[]): Promise<void> {
   const retired = await tx`update lake_files set removed_at = now() where key = any(${replaced}) and removed_at is null returning key`;
-  if (retired.length !== replaced.length) return false;
+  if (retired.length !== replaced.length) throw new CompactionConflictError(`${replaced.length - retired.length} of the ${replaced.length} files merged into ${merged.key} were already retired by another compaction`);
   await addFiles(tx, [merged]);
-  return true;
+}
+
+/** Whether `key` is listed and not retired. */
+export async function isLive(sql: Sql, key: string): Promise<boolean> {
+  const [row] = await sql<{ live: boolean }[]>`select exists (select 1 from lake_files where key = ${key} and removed_at is null) as live`;
+  return row?.live ?? false;
 }
 
 /** Files retired more than `graceMs` ago: no query that could still read them is running. */

@@ -7,7 +7,7 @@ import { compactedFileKey } from "../../lib/lake/layout.ts";
 import type { LocalFiles } from "../../lib/lake/local-files.ts";
 import type { ObjectStore } from "../../lib/lake/types.ts";
 import type { Logger } from "../../lib/log.ts";
-import { compactableGroups, forgetFiles, type LakeFile, replaceFiles, retiredFiles } from "../../lib/store/lake-files.ts";
+import { CompactionConflictError, compactableGroups, forgetFiles, isLive, type LakeFile, replaceFiles, retiredFiles } from "../../lib/store/lake-files.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 
 export const COMPACTION_JOB = "compaction";
@@ -53,13 +53,20 @@ async function compactGroup(deps: CompactionDeps, group: LakeFile[]): Promise<nu
     const rows = Number(copied.rows[0]?.[0] ?? 0);
     await deps.store.putFile(key, output);
     const merged: LakeFile = { key, type: first.type, hour: first.hour, partition: first.partition, fromOffset, toOffset, rows, bytes: (await stat(output)).size, compacted: true };
-    const done = await deps.sql.begin(async (tx) => {
-      const replaced = await replaceFiles(tx, merged, group.map((f) => f.key).filter((k) => k !== key));
-      if (replaced) await recordRun(tx, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records: rows });
-      return replaced;
-    });
-    if (!done) deps.logger.info("compaction skipped: another compactor changed the group", { key });
-    return done ? group.length : 0;
+    try {
+      await deps.sql.begin(async (tx) => {
+        await replaceFiles(tx, merged, group.map((f) => f.key).filter((k) => k !== key));
+        await recordRun(tx, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records: rows });
+      });
+    } catch (error) {
+      if (!(error instanceof CompactionConflictError)) throw error;
+      // The winner merged the same group under the same key (same bytes) or a different one: only an output
+      // nobody listed is ours to remove.
+      if (!(await isLive(deps.sql, key))) await deps.store.delete([key]);
+      deps.logger.info("compaction skipped: another compactor changed the group", { key, reason: error.message });
+      return 0;
+    }
+    return group.length;
   } catch (error) {
     await recordRun(deps.sql, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "failed", records: 0, error: error instanceof Error ? error.message : String(error) }).catch(() => undefined);
     throw error;
