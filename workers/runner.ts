@@ -1,5 +1,6 @@
 import type { Batch, Consumer, DeliveredRecord, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
 import type { Sql, Tx } from "../lib/db/index.ts";
+import { AppError } from "../lib/errors.ts";
 import { checkpointFailedAt, checkpointStarted, checkpointSucceeded, jobStopped } from "../lib/job-health.ts";
 import type { Logger } from "../lib/log.ts";
 import { checkpointFailures } from "../lib/metrics.ts";
@@ -71,10 +72,34 @@ export async function loadPositions(sql: Sql, job: string, partitions: TopicPart
   });
 }
 
-async function savePositions(tx: Tx, job: string, positions: PartitionOffset[]) {
+/** Another worker committed positions of a partition this one was processing: what this one holds is stale. */
+class PositionsFencedError extends AppError {
+  constructor(partition: TopicPartition) {
+    super("positions_fenced", `${partition.topic}/${partition.partition} was committed by another owner since this worker read its position`);
+  }
+}
+
+const partitionId = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
+
+/**
+ * Stores `positions` only where job_offsets still holds what this worker last read or wrote there
+ * (`expected`; null: no row yet). Otherwise another owner got the partition in between (a rebalance
+ * whose revoke and assign raced across processes), and the transaction must not commit: that is the
+ * fence that keeps a late final flush of the old owner, or a new owner that read too early, from
+ * applying records a second time.
+ */
+async function savePositions(tx: Tx, job: string, positions: PartitionOffset[], expected: ReadonlyMap<string, number | null>) {
   for (const p of positions) {
-    await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job}, ${p.topic}, ${p.partition}, ${p.offset}, now())
-             on conflict (job, topic, partition) do update set next_offset = excluded.next_offset, updated_at = excluded.updated_at`;
+    const before = expected.get(partitionId(p));
+    const stored =
+      before === undefined
+        ? []
+        : before === null
+          ? await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job}, ${p.topic}, ${p.partition}, ${p.offset}, now())
+                     on conflict (job, topic, partition) do nothing returning 1`
+          : await tx`update job_offsets set next_offset = ${p.offset}, updated_at = now()
+                     where job = ${job} and topic = ${p.topic} and partition = ${p.partition} and next_offset = ${before} returning 1`;
+    if (stored.length === 0) throw new PositionsFencedError(p);
   }
 }
 
@@ -122,6 +147,11 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   let dead: DeadLetter[] = [];
   /** A sink refused a checkpoint (or the job failed on a record): the next one isolates the culprits. */
   let isolating = false;
+  /** Per owned partition, the position job_offsets holds as this worker last read or wrote it (null: none). */
+  const expected = new Map<string, number | null>();
+  const expectFrom = (partitions: TopicPartition[], starts: PartitionOffset[]) => {
+    for (const tp of partitions) expected.set(partitionId(tp), starts.find((s) => s.topic === tp.topic && s.partition === tp.partition)?.offset ?? null);
+  };
   let consumer: Consumer | undefined;
   let failuresInARow = 0;
   let stopping = false;
@@ -138,14 +168,15 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
       .begin(async (tx) => {
         await deadLetters.send(tx, sending);
         const committed = await job.checkpoint(tx);
-        await savePositions(tx, job.name, positions);
+        await savePositions(tx, job.name, positions, expected);
         return committed;
       })
       .catch(async (error: unknown) => {
-        if (reportFailure) await job.checkpointFailed?.(error).catch((failure: unknown) => logger.warn("recording a failed checkpoint failed", { error: failure }));
+        if (reportFailure && !(error instanceof PositionsFencedError)) await job.checkpointFailed?.(error).catch((failure: unknown) => logger.warn("recording a failed checkpoint failed", { error: failure }));
         throw error;
       });
     afterCommit?.();
+    for (const p of positions) expected.set(partitionId(p), p.offset);
     dead = dead.slice(sending.length);
     deadLetters.committed(sending);
     // The bus's own group offsets only feed lag metrics; the positions of record are in job_offsets.
@@ -157,7 +188,26 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     job.reset();
     dead = [];
     const owned = (consumer?.assignment() ?? []).filter((tp) => tp.topic === job.input);
-    await job.assigned?.(owned, sql, await loadPositions(sql, job.name, owned));
+    const starts = await loadPositions(sql, job.name, owned);
+    expectFrom(owned, starts);
+    await job.assigned?.(owned, sql, starts);
+    return starts;
+  };
+
+  /** Another owner committed meanwhile: drop everything uncommitted and read on from what it committed. */
+  const fenced = async (error: PositionsFencedError) => {
+    logger.warn("positions were committed by another owner; dropping uncommitted results and resuming from them", { reason: error.message });
+    const starts = await reload();
+    for (const start of starts) {
+      try {
+        consumer?.seek(start);
+      } catch (seekError) {
+        logger.info("partition no longer owned; not seeking it", { partition: start.partition, error: seekError });
+      }
+    }
+    setUncommitted([]);
+    advanced.clear();
+    isolating = false;
   };
 
   /** Processes `records` from the committed state and commits them; false when a record in them is refused. */
@@ -216,20 +266,29 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     advanced.clear();
   };
 
+  const checkpointOnce = async () => {
+    if (isolating) return isolate();
+    if (advanced.size === 0 && job.pending() === 0 && dead.length === 0) return;
+    try {
+      await commit([...advanced.values()], true);
+    } catch (error) {
+      if (!isRecordFault(error)) throw error;
+      refusal = error;
+      isolating = true;
+      return isolate();
+    }
+    advanced.clear();
+    setUncommitted([]);
+  };
+
   const checkpoint = () =>
     exclusive(async () => {
-      if (isolating) return isolate();
-      if (advanced.size === 0 && job.pending() === 0 && dead.length === 0) return;
       try {
-        await commit([...advanced.values()], true);
+        await checkpointOnce();
       } catch (error) {
-        if (!isRecordFault(error)) throw error;
-        refusal = error;
-        isolating = true;
-        return isolate();
+        if (!(error instanceof PositionsFencedError)) throw error;
+        await fenced(error);
       }
-      advanced.clear();
-      setUncommitted([]);
     });
 
   const checkpointAndTrack = () =>
@@ -263,6 +322,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     onAssign: async (partitions) =>
       exclusive(async () => {
         const starts = await loadPositions(sql, job.name, partitions);
+        expectFrom(partitions, starts);
         await job.assigned?.(partitions, sql, starts);
         logger.info("partitions assigned", { partitions: partitions.map((p) => p.partition), resume: starts.map((s) => [s.partition, s.offset]) });
         return starts;
@@ -272,7 +332,10 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
         await checkpointAndTrack();
       } finally {
         // Whatever did not commit is the new owner's to read again.
-        await exclusive(async () => forget(partitions));
+        await exclusive(async () => {
+          forget(partitions);
+          for (const p of partitions) expected.delete(partitionId(p));
+        });
         job.revoked?.(partitions);
       }
     },
