@@ -1,7 +1,17 @@
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
 import { LakeError } from "../errors.ts";
 import { assertValidKey, type ObjectInfo, type ObjectStore } from "./types.ts";
+
+/** Makes a directory's entries (files linked or created in it) survive a crash. */
+async function syncDir(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
 
 /** Objects as files under a local directory; writes go to a temporary file that is renamed in place. */
 export function createDirStore(root: string): ObjectStore {
@@ -43,6 +53,38 @@ export function createDirStore(root: string): ObjectStore {
 
     put: (key, data) => writeAtomically(key, (temporary) => writeFile(temporary, data)),
 
+    async putIfAbsent(key, data) {
+      const path = pathOf(key);
+      const dir = dirname(path);
+      const temporary = join(dir, `.tmp-${crypto.randomUUID()}`);
+      try {
+        const created = await mkdir(dir, { recursive: true });
+        // New directories need their own entries synced too, up to the first one that already existed.
+        if (created !== undefined) for (let d = dir; d !== dirname(created); d = dirname(d)) await syncDir(dirname(d));
+        const handle = await open(temporary, "wx");
+        try {
+          await handle.writeFile(data);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        // link() fails with EEXIST when the name is taken, atomically across processes; readers never see a
+        // partial file because the bytes were complete before the name appeared (unlike open(path, "wx")).
+        try {
+          await link(temporary, path);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+          throw error;
+        }
+        await syncDir(dir);
+        return true;
+      } catch (error) {
+        throw new LakeError(`put ${key} if absent: ${String(error)}`, { cause: error });
+      } finally {
+        await rm(temporary, { force: true });
+      }
+    },
+
     putFile: (key, localPath) => writeAtomically(key, (temporary) => copyFile(localPath, temporary)),
 
     localPath: pathOf,
@@ -77,5 +119,8 @@ export function createDirStore(root: string): ObjectStore {
         throw new LakeError(`lake directory ${root} is not writable: ${String(error)}`, { retriable: true, cause: error });
       }
     },
+
+    // link() is atomic on every local filesystem that supports hard links; putIfAbsent fails loudly on one that does not.
+    async checkConditionalWrites() {},
   };
 }

@@ -28,10 +28,15 @@ export interface S3StoreOptions {
 }
 
 const MIN_PART_BYTES = 5 * 1024 * 1024;
+/** AWS answers 409 ConditionalRequestConflict when a concurrent conditional write races ours: retry it. */
+const CONFLICT_RETRIES = 4;
+
+const statusOf = (error: unknown) => (error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined);
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((byte, i) => byte === b[i]);
 
 function toLakeError(error: unknown, what: string): LakeError {
   if (error instanceof LakeError) return error;
-  const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+  const status = statusOf(error);
   const retriable = status === undefined || status >= 500 || status === 429;
   return new LakeError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { retriable, cause: error });
 }
@@ -72,6 +77,41 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     }
   };
 
+  const get = async (key: string): Promise<Uint8Array | null> => {
+    try {
+      const response = await client.send(new GetObjectCommand({ Bucket, Key: fullKey(key) }));
+      return response.Body ? await response.Body.transformToByteArray() : new Uint8Array(0);
+    } catch (error) {
+      if (error instanceof NoSuchKey) return null;
+      throw toLakeError(error, `get ${key}`);
+    }
+  };
+
+  const putIfAbsent = async (key: string, data: Uint8Array): Promise<boolean> => {
+    const Key = fullKey(key);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await client.send(new PutObjectCommand({ Bucket, Key, Body: data, IfNoneMatch: "*" }));
+        return true;
+      } catch (error) {
+        const status = statusOf(error);
+        if (status === 412) {
+          // The SDK retries a PUT whose answer was lost; the retry then finds our own object. Only then compare bytes.
+          const retried = error instanceof S3ServiceException && (error.$metadata.attempts ?? 1) > 1;
+          if (!retried) return false;
+          const stored = await get(key);
+          return stored !== null && sameBytes(stored, data);
+        }
+        if (status === 409) {
+          if (attempt >= CONFLICT_RETRIES) throw new LakeError(`put ${key} if absent: concurrent writes still conflict (409) after ${attempt + 1} attempts`, { retriable: true, cause: error });
+          await Bun.sleep(50 * 2 ** attempt * (0.5 + Math.random()));
+          continue;
+        }
+        throw toLakeError(error, `put ${key} if absent`);
+      }
+    }
+  };
+
   return {
     kind: "s3",
     root: `s3://${Bucket}${options.prefix ? `/${options.prefix}` : ""}`,
@@ -94,15 +134,9 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       }
     },
 
-    async get(key) {
-      try {
-        const response = await client.send(new GetObjectCommand({ Bucket, Key: fullKey(key) }));
-        return response.Body ? await response.Body.transformToByteArray() : new Uint8Array(0);
-      } catch (error) {
-        if (error instanceof NoSuchKey) return null;
-        throw toLakeError(error, `get ${key}`);
-      }
-    },
+    putIfAbsent,
+
+    get,
 
     async list(prefix) {
       const found: ObjectInfo[] = [];
@@ -139,6 +173,22 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
         await client.send(new HeadBucketCommand({ Bucket }));
       } catch (error) {
         throw toLakeError(error, `bucket ${Bucket} unreachable`);
+      }
+    },
+
+    async checkConditionalWrites() {
+      const probe = `_devpipe/conditional-write-probe/${crypto.randomUUID()}`;
+      const server = options.endpoint ?? "AWS S3";
+      try {
+        if (!(await putIfAbsent(probe, new TextEncoder().encode("first")))) throw new LakeError(`conditional-write probe ${probe} on ${server} already existed`);
+        if (await putIfAbsent(probe, new TextEncoder().encode("second"))) {
+          throw new LakeError(
+            `the S3 server at ${server} ignores If-None-Match: * on PUT (a second create of ${probe} in s3://${Bucket} succeeded); ` +
+              "the Delta log needs conditional writes to commit safely (AWS S3, MinIO releases since mid-2024, Cloudflare R2, ...): upgrade the server or point LAKE_URL at one that has them",
+          );
+        }
+      } finally {
+        await client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: [{ Key: fullKey(probe) }], Quiet: true } })).catch(() => undefined);
       }
     },
   };

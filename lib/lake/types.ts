@@ -12,6 +12,11 @@ export interface ObjectStore {
   readonly root: string;
   /** Writes the object whole: readers see the old object or the new one, never a part. */
   put(key: string, data: Uint8Array): Promise<void>;
+  /**
+   * Writes the object only if no object has that key, atomically against every other writer (the Delta
+   * log's commit rule): true when this call created it, false when it already existed.
+   */
+  putIfAbsent(key: string, data: Uint8Array): Promise<boolean>;
   /** Uploads a local file, in parts when it is large. */
   putFile(key: string, localPath: string): Promise<void>;
   /** The object's bytes, or null when there is no such object. */
@@ -24,6 +29,11 @@ export interface ObjectStore {
   localPath(key: string): string | undefined;
   /** Resolves when the storage answers; rejects with LakeError otherwise. */
   ping(): Promise<void>;
+  /**
+   * Rejects with LakeError when the storage does not honour putIfAbsent (an S3 server that ignores
+   * `If-None-Match: *`), which would let two writers commit the same Delta log version.
+   */
+  checkConditionalWrites(): Promise<void>;
 }
 
 const KEY = /^(?!\/)(?!.*\/\/)(?!.*(^|\/)\.\.?(\/|$))[^\u0000\\]{1,1024}$/;

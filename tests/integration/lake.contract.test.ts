@@ -25,6 +25,7 @@ const implementations: { name: string; open: () => ObjectStore }[] = [
 ];
 
 const text = (s: string) => new TextEncoder().encode(s);
+const decode = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));
 
 for (const impl of implementations) {
   describe(`lake contract: ${impl.name}`, () => {
@@ -80,8 +81,45 @@ for (const impl of implementations) {
     test("ping answers", async () => {
       expect(await store.ping()).toBeUndefined();
     });
+
+    test("putIfAbsent creates once; a second call returns false and keeps the first bytes", async () => {
+      const key = "t/_delta_log/00000000000000000000.json";
+      expect(await store.putIfAbsent(key, text("first"))).toBe(true);
+      expect(await store.putIfAbsent(key, text("second, longer"))).toBe(false);
+      expect(decode(await store.get(key))).toBe("first");
+      expect(await store.list("t/_delta_log/")).toEqual([{ key, size: 5 }]);
+      await expect(store.putIfAbsent("../escape.json", text("x"))).rejects.toBeInstanceOf(LakeError);
+    });
+
+    test("20 concurrent putIfAbsent calls for one key: exactly one wins and its bytes are stored", async () => {
+      const key = "race/_delta_log/00000000000000000001.json";
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.putIfAbsent(key, text(`writer-${i}`))));
+      const winners = results.flatMap((won, i) => (won ? [i] : []));
+      expect(winners).toHaveLength(1);
+      expect(decode(await store.get(key))).toBe(`writer-${winners[0]}`);
+      expect((await store.list("race/")).map((o) => o.key)).toEqual([key]);
+    });
+
+    test("checkConditionalWrites passes and leaves nothing behind", async () => {
+      expect(await store.checkConditionalWrites()).toBeUndefined();
+      expect(await store.list("_devpipe/")).toEqual([]);
+    });
   });
 }
+
+test("dir putIfAbsent: 4 processes racing on one key, exactly one wins", async () => {
+  const root = join(scratch.path, uniqueName("race"));
+  const key = "t/_delta_log/00000000000000000007.json";
+  const startAt = String(Date.now() + 1500);
+  const racers = Array.from({ length: 4 }, (_, i) =>
+    Bun.spawn(["bun", new URL("../support/lake-put-if-absent.ts", import.meta.url).pathname, root, key, `process-${i}`, startAt], { stdout: "pipe", stderr: "inherit" }),
+  );
+  const outputs = await Promise.all(racers.map(async (racer) => ((await racer.exited) === 0 ? (await new Response(racer.stdout).text()).trim() : "failed")));
+  expect(outputs.filter((o) => o === "true")).toHaveLength(1);
+  expect(outputs.filter((o) => o === "false")).toHaveLength(3);
+  expect(decode(await createDirStore(root).get(key))).toBe(`process-${outputs.indexOf("true")}`);
+  expect((await createDirStore(root).list("")).map((o) => o.key)).toEqual([key]);
+});
 
 test("an S3 bucket that does not exist fails ping with a LakeError", async () => {
   const { s3 } = services();
