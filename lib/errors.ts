@@ -84,3 +84,18 @@ export class QueryRejectedError extends AppError {
     this.retryAfterS = retryAfterS;
   }
 }
+
+/**
+ * A Delta commit lost a race it cannot be reconciled with: a concurrent commit changed the table's
+ * metadata or protocol, removed a file this one removes or read, or recorded the same `txn` appId at a
+ * version at or past this one's. Retrying the same actions cannot help; the caller re-reads and re-plans.
+ */
+export class DeltaConflictError extends AppError {
+  readonly table: string;
+  readonly winningVersion: number;
+  constructor(table: string, winningVersion: number, reason: string) {
+    super("delta_conflict", `Delta commit to ${table} conflicts with version ${winningVersion}: ${reason}`, { retriable: false });
+    this.table = table;
+    this.winningVersion = winningVersion;
+  }
+}

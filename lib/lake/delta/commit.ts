@@ -1,0 +1,156 @@
+import { DeltaConflictError, LakeError } from "../../errors.ts";
+import { log } from "../../log.ts";
+import type { ObjectStore } from "../types.ts";
+import { type Action, encodeCommit, type Metadata } from "./actions.ts";
+import { CHECKPOINT_INTERVAL, writeCheckpoint } from "./checkpoint.ts";
+import { readCommit, TableLog } from "./log.ts";
+import { commitKey, logPrefix } from "./paths.ts";
+import { type DeltaColumn, schemaString } from "./schema.ts";
+import { READER_VERSION, WRITER_VERSION } from "./snapshot.ts";
+
+export interface CommitOptions {
+  /** The version the actions were planned against (the snapshot the writer read). */
+  readVersion: number;
+  /** Only `add` (dataChange) plus `txn`/`commitInfo`: such a commit never conflicts with other appends. */
+  isBlindAppend: boolean;
+  /** Files the writer read without removing them: a concurrent remove of one is a conflict. */
+  reads?: { files?: readonly string[] };
+  /** `commitInfo.operation`, e.g. WRITE, OPTIMIZE. */
+  operation?: string;
+  /** How many versions to try before giving up (each lost race costs one). */
+  maxAttempts?: number;
+  /** Checkpoint after versions that are multiples of this; 0 for never. */
+  checkpointInterval?: number;
+  /** The writer's log, refreshed for the checkpoint instead of reading the table afresh. */
+  tableLog?: TableLog;
+}
+
+/** What a commit does, as far as conflicts go. */
+interface Intent {
+  isBlindAppend: boolean;
+  changesMetadata: boolean;
+  removes: Set<string>;
+  reads: Set<string>;
+  txns: Map<string, number>;
+}
+
+function intentOf(actions: readonly Action[], options: CommitOptions): Intent {
+  const intent: Intent = { isBlindAppend: options.isBlindAppend, changesMetadata: false, removes: new Set(), reads: new Set(options.reads?.files ?? []), txns: new Map() };
+  for (const action of actions) {
+    if ("remove" in action) intent.removes.add(action.remove.path);
+    else if ("txn" in action) intent.txns.set(action.txn.appId, action.txn.version);
+    else if ("metaData" in action || "protocol" in action) intent.changesMetadata = true;
+    if (options.isBlindAppend && !("txn" in action || "commitInfo" in action || ("add" in action && action.add.dataChange))) {
+      throw new LakeError(`a commit marked as a blind append holds a ${Object.keys(action)[0]} action`);
+    }
+  }
+  return intent;
+}
+
+/** Why a winning commit makes this one invalid, or null when both can stand in either order. */
+export function conflictReason(intent: Intent, winner: readonly Action[]): string | null {
+  for (const action of winner) {
+    if ("metaData" in action || "protocol" in action) return "it changed the table's metadata or protocol";
+    if ("txn" in action) {
+      const mine = intent.txns.get(action.txn.appId);
+      if (mine !== undefined && action.txn.version >= mine) return `it committed txn ${action.txn.appId} version ${action.txn.version}, at or past this commit's ${mine}`;
+    }
+    if ("remove" in action && (intent.removes.has(action.remove.path) || intent.reads.has(action.remove.path))) return `it removed ${action.remove.path}, which this commit ${intent.removes.has(action.remove.path) ? "removes" : "read"}`;
+  }
+  if (intent.changesMetadata) return "this commit changes metadata or protocol and must not be reordered";
+  // Neither a blind append nor a pure rewrite: the actions were computed from the read snapshot's data.
+  if (!intent.isBlindAppend && intent.removes.size === 0 && winner.some((a) => ("add" in a && a.add.dataChange) || ("remove" in a && a.remove.dataChange))) {
+    return "it changed data this commit may have read";
+  }
+  return null;
+}
+
+/**
+ * Writes the actions as the next version with put-if-absent. When another writer took that version, its
+ * actions are checked against these (Delta's optimistic concurrency) and the commit moves to the next
+ * free version, or fails with DeltaConflictError. Returns the committed version.
+ */
+export async function commit(store: ObjectStore, table: string, actions: readonly Action[], options: CommitOptions): Promise<number> {
+  const intent = intentOf(actions, options);
+  const maxAttempts = options.maxAttempts ?? 20;
+  const commitInfo = { timestamp: Date.now(), operation: options.operation ?? "WRITE", readVersion: options.readVersion, isBlindAppend: options.isBlindAppend };
+  const body = encodeCommit(actions.some((a) => "commitInfo" in a) ? actions : [{ commitInfo }, ...actions]);
+
+  let version = options.readVersion + 1;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    if (await store.putIfAbsent(commitKey(table, version), body)) {
+      await checkpointIfDue(store, table, version, options);
+      return version;
+    }
+    // Check every commit that landed since, then try the first free version.
+    for (;;) {
+      const winner = await readCommit(store, table, version);
+      if (!winner) break;
+      const reason = conflictReason(intent, winner);
+      if (reason) throw new DeltaConflictError(table, version, reason);
+      version++;
+    }
+  }
+  throw new LakeError(`Delta commit to ${table} gave up after ${maxAttempts} attempts (read version ${options.readVersion}, last tried ${version})`, { retriable: true });
+}
+
+/** A checkpoint failure leaves the commit valid: readers replay the JSON and the next interval tries again. */
+async function checkpointIfDue(store: ObjectStore, table: string, version: number, options: CommitOptions): Promise<void> {
+  const interval = options.checkpointInterval ?? CHECKPOINT_INTERVAL;
+  if (interval <= 0 || version % interval !== 0) return;
+  try {
+    const snapshot = await (options.tableLog ?? new TableLog(store, table)).refresh();
+    // A later commit may already be there; the checkpoint is then for that version, which is as good.
+    await writeCheckpoint(store, table, snapshot);
+  } catch (error) {
+    log.warn("delta checkpoint failed", { table, version, error });
+  }
+}
+
+export interface TableDefinition {
+  columns: readonly DeltaColumn[];
+  partitionColumns: readonly string[];
+  configuration?: Record<string, string>;
+  name?: string;
+}
+
+const sameSchema = (a: string, b: string) => JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
+
+function assertSameTable(table: string, existing: Metadata, wanted: Metadata): void {
+  if (!sameSchema(existing.schemaString, wanted.schemaString) || existing.partitionColumns.join("\u0000") !== wanted.partitionColumns.join("\u0000")) {
+    throw new LakeError(`Delta table ${table} exists with another schema or partitioning`);
+  }
+}
+
+/**
+ * Creates the table as version 0 (protocol + metaData). Creating a table that exists with the same
+ * schema and partition columns is a no-op, so every writer may call this at start-up.
+ */
+export async function createTable(store: ObjectStore, table: string, definition: TableDefinition): Promise<{ created: boolean }> {
+  const names = new Set(definition.columns.map((c) => c.name));
+  const unknown = definition.partitionColumns.filter((p) => !names.has(p));
+  if (unknown.length > 0) throw new LakeError(`partition columns ${unknown.join(", ")} are not columns of ${table}`);
+  const metaData: Metadata = {
+    id: crypto.randomUUID(),
+    ...(definition.name ? { name: definition.name } : {}),
+    format: { provider: "parquet", options: {} },
+    schemaString: schemaString(definition.columns),
+    partitionColumns: [...definition.partitionColumns],
+    configuration: definition.configuration ?? {},
+    createdTime: Date.now(),
+  };
+  const existing = async () => assertSameTable(table, (await new TableLog(store, table).refresh()).metadata, metaData);
+  // A table whose first commits were cleaned up has no 0.json: creating one there would fork its history.
+  if ((await store.list(logPrefix(table))).length > 0) {
+    await existing();
+    return { created: false };
+  }
+  const actions: Action[] = [
+    { commitInfo: { timestamp: Date.now(), operation: "CREATE TABLE", isBlindAppend: true } },
+    { protocol: { minReaderVersion: READER_VERSION, minWriterVersion: WRITER_VERSION } },
+    { metaData },
+  ];
+  if (await store.putIfAbsent(commitKey(table, 0), encodeCommit(actions))) return { created: true };
+  await existing();
+  return { created: false };
+}

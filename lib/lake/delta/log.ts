@@ -1,0 +1,156 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { LakeError } from "../../errors.ts";
+import { Duck, sqlString } from "../duckdb.ts";
+import type { ObjectStore } from "../types.ts";
+import { type Action, decodeAction, decodeCommit } from "./actions.ts";
+import { commitKey, lastCheckpointKey, type LogEntry, logPrefix, parseLogKey } from "./paths.ts";
+import { type Snapshot, SnapshotBuilder } from "./snapshot.ts";
+
+export const lastCheckpointSchema = z.object({ version: z.number().int().nonnegative(), size: z.number().int().nonnegative() });
+
+/** How many commit files are fetched at once: enough to hide S3 latency, few enough to stay polite. */
+const PARALLEL_GETS = 16;
+
+export async function readCommit(store: ObjectStore, table: string, version: number): Promise<Action[] | null> {
+  const key = commitKey(table, version);
+  const bytes = await store.get(key);
+  return bytes ? decodeCommit(bytes, key) : null;
+}
+
+/** The commits [from, to], in order; a missing one means the log has a hole. */
+async function readCommits(store: ObjectStore, table: string, from: number, to: number): Promise<Action[][]> {
+  const commits: Action[][] = [];
+  for (let start = from; start <= to; start += PARALLEL_GETS) {
+    const versions = Array.from({ length: Math.min(PARALLEL_GETS, to - start + 1) }, (_, i) => start + i);
+    const batch = await Promise.all(versions.map((v) => readCommit(store, table, v)));
+    batch.forEach((actions, i) => {
+      if (!actions) throw new LakeError(`Delta table ${table}: commit ${versions[i]} is missing from the log`);
+      commits.push(actions);
+    });
+  }
+  return commits;
+}
+
+/** A checkpoint's actions, read with DuckDB from a local copy (the store may be remote). */
+export async function readCheckpoint(store: ObjectStore, key: string): Promise<Action[]> {
+  let local = store.localPath(key);
+  let scratch: string | undefined;
+  const duck = await Duck.open();
+  try {
+    if (!local) {
+      const bytes = await store.get(key);
+      if (!bytes) throw new LakeError(`checkpoint ${key} is missing`);
+      scratch = await mkdtemp(join(tmpdir(), "delta-checkpoint-"));
+      local = join(scratch, "checkpoint.parquet");
+      await writeFile(local, bytes);
+    }
+    // Columns this reader does not know (checkpointMetadata, sidecar, cdc…) are simply not selected.
+    const present = new Set((await duck.query(`select name from parquet_schema(${sqlString(local)})`)).rows.map(([name]) => String(name)));
+    const columns = ["protocol", "metaData", "txn", "add", "remove"].filter((c) => present.has(c));
+    const { rows } = await duck.query(`select ${columns.map((c) => `to_json("${c}")::VARCHAR`).join(", ")} from read_parquet(${sqlString(local)})`);
+    const actions: Action[] = [];
+    for (const row of rows) {
+      row.forEach((json, i) => {
+        if (typeof json !== "string") return;
+        const action = decodeAction({ [columns[i] ?? ""]: JSON.parse(json) }, key);
+        if (action) actions.push(action);
+      });
+    }
+    return actions;
+  } finally {
+    duck.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function readLastCheckpoint(store: ObjectStore, table: string): Promise<number | undefined> {
+  const bytes = await store.get(lastCheckpointKey(table));
+  if (!bytes) return undefined;
+  // It is only a hint: a torn or foreign one must not stop the table from opening.
+  try {
+    const parsed = lastCheckpointSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
+    return parsed.success ? parsed.data.version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface LogListing {
+  latest: number;
+  oldestCommit: number;
+  newestCheckpoint: LogEntry | undefined;
+}
+
+/**
+ * What the log holds. `_last_checkpoint` is a hint that may lag (its writer may have crashed after the
+ * checkpoint landed), so the newest listed checkpoint at or past it wins.
+ */
+async function listLog(store: ObjectStore, table: string, withHint: boolean): Promise<LogListing | null> {
+  const [objects, hinted] = await Promise.all([store.list(logPrefix(table)), withHint ? readLastCheckpoint(store, table) : undefined]);
+  let latest = -1;
+  let oldestCommit = Number.POSITIVE_INFINITY;
+  let newestListed: LogEntry | undefined;
+  const checkpoints = new Map<number, LogEntry>();
+  for (const { key } of objects) {
+    const entry = parseLogKey(key);
+    if (!entry) continue;
+    latest = Math.max(latest, entry.version);
+    if (entry.kind === "commit") oldestCommit = Math.min(oldestCommit, entry.version);
+    else {
+      checkpoints.set(entry.version, entry);
+      if (!newestListed || entry.version > newestListed.version) newestListed = entry;
+    }
+  }
+  if (latest < 0) return null;
+  // A hinted checkpoint is used when listed; one that is not (cleaned up, foreign) is ignored: the listing is the truth.
+  const hintedCheckpoint = hinted === undefined ? undefined : checkpoints.get(hinted);
+  const newestCheckpoint = hintedCheckpoint && (!newestListed || newestListed.version <= hintedCheckpoint.version) ? hintedCheckpoint : newestListed;
+  return { latest, oldestCommit, newestCheckpoint };
+}
+
+/**
+ * One table's log, read from `<table>/_delta_log/`. Keeps the last snapshot: `refresh` replays only the
+ * commits after it, and goes back to the newest checkpoint only when those commits are gone.
+ */
+export class TableLog {
+  private current: Snapshot | undefined;
+
+  constructor(
+    readonly store: ObjectStore,
+    readonly table: string,
+  ) {}
+
+  /** The snapshot last read, without looking at storage. */
+  get cached(): Snapshot | undefined {
+    return this.current;
+  }
+
+  /** The latest snapshot; throws LakeError when the table has no log. */
+  async refresh(): Promise<Snapshot> {
+    // A cached snapshot is tailed, so only a first read needs the checkpoint hint.
+    const listing = await listLog(this.store, this.table, this.current === undefined);
+    if (!listing) throw new LakeError(`no Delta table at ${this.table} (no commits in ${logPrefix(this.table)})`);
+    const { latest, oldestCommit, newestCheckpoint } = listing;
+    const current = this.current;
+    if (current && current.version === latest) return current;
+    if (current && current.version > latest) throw new LakeError(`Delta table ${this.table}: log went back from version ${current.version} to ${latest}`);
+
+    // The tail after the cached snapshot, unless log cleanup removed part of it and a checkpoint covers the gap.
+    const tail = current && oldestCommit <= current.version + 1 ? current : undefined;
+    const builder = new SnapshotBuilder(tail);
+    let from = tail ? tail.version + 1 : 0;
+    if (!tail && newestCheckpoint) {
+      builder.apply(await readCheckpoint(this.store, newestCheckpoint.key));
+      from = newestCheckpoint.version + 1;
+    }
+    for (const actions of await readCommits(this.store, this.table, from, latest)) builder.apply(actions);
+    this.current = builder.seal(this.table, latest);
+    return this.current;
+  }
+}
+
+/** The latest snapshot of a table, read afresh. */
+export const readSnapshot = (store: ObjectStore, table: string) => new TableLog(store, table).refresh();
