@@ -25,16 +25,24 @@ export const invalidParams = (c: Context, errors: ParamError[]) => problem(c, 40
  */
 export function queryTextErrors(search: string): ParamError[] {
   const errors: ParamError[] = [];
-  for (const pair of search.split("&")) {
-    if (pair === "") continue;
-    const at = pair.indexOf("=");
-    const [rawName, rawValue] = at === -1 ? [pair, ""] : [pair.slice(0, at), pair.slice(at + 1)];
-    const name = decode(rawName) ?? rawName;
-    const value = decode(rawValue);
+  for (const { name, value } of rawQueryPairs(search)) {
     const reason = value === undefined ? "not valid percent-encoded UTF-8" : unstorableTextReason(value);
     if (reason) errors.push({ path: name, message: reason });
   }
   return errors;
+}
+
+/** The pairs of a raw query string, percent-decoded; `value` is undefined when it is not percent-encoded UTF-8. */
+export function rawQueryPairs(search: string): { name: string; value: string | undefined }[] {
+  return search
+    .replace(/^\?/, "")
+    .split("&")
+    .filter((pair) => pair !== "")
+    .map((pair) => {
+      const at = pair.indexOf("=");
+      const rawName = at === -1 ? pair : pair.slice(0, at);
+      return { name: decode(rawName) ?? rawName, value: decode(at === -1 ? "" : pair.slice(at + 1)) };
+    });
 }
 
 function decode(component: string): string | undefined {

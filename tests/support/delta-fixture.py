@@ -11,7 +11,6 @@ from the environment, as for delta-reader.py. Prints {"uri", "version"}.
 import datetime as dt
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -62,9 +61,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: delta-rs's and Arrow's native threads can abort it ("terminate called
-    # without an active exception") after the work is done and printed.
-    os._exit(code)
+    reader.exit_after(main())

@@ -120,10 +120,13 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
+def exit_after(code: int) -> None:
+    """Exits without interpreter teardown: delta-rs's and Arrow's native threads can abort it
+    ("terminate called without an active exception") after the work is done and printed."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip interpreter teardown: delta-rs's and Arrow's native threads can abort it ("terminate called
-    # without an active exception") after the work is done and printed.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_after(main())

@@ -3,7 +3,7 @@ import { alertRuleNames } from "../../../lib/alert-rules.ts";
 import { MAX_TEXT } from "../../../lib/events/define.ts";
 import { storableText } from "../../../lib/events/storable.ts";
 import { INSTANT_RANGE, MAX_INSTANT_MS, MIN_INSTANT_MS } from "../../../lib/time.ts";
-import { decodeCursor, encodeCursor, type ParamError, parseTimeParam } from "../../query-params.ts";
+import { decodeCursor, encodeCursor, type ParamError, parseTimeParam, rawQueryPairs } from "../../query-params.ts";
 import type { FeedRequest } from "../../streams/alert-feed.ts";
 
 /** The parameters of GET /v1/alerts/stream, their documentation and their checks (all before the stream starts). */
@@ -60,14 +60,6 @@ const KNOWN = ["key", "rule", "since"] as const;
 type Known = (typeof KNOWN)[number];
 const isKnown = (name: string): name is Known => (KNOWN as readonly string[]).includes(name);
 
-const decodeComponent = (text: string) => {
-  try {
-    return decodeURIComponent(text.replaceAll("+", " "));
-  } catch {
-    return undefined;
-  }
-};
-
 /**
  * The stream's own parameters from the raw query string, so that a percent-encoding that is not UTF-8
  * (how a lone surrogate arrives) is an error rather than left as is; empty means absent.
@@ -75,16 +67,13 @@ const decodeComponent = (text: string) => {
 function readQuery(search: string, errors: ParamError[]): Partial<Record<Known, string>> {
   const values: Partial<Record<Known, string>> = {};
   const seen = new Set<Known>();
-  for (const part of search.replace(/^\?/, "").split("&")) {
-    const eq = part.indexOf("=");
-    const name = decodeComponent(eq < 0 ? part : part.slice(0, eq));
-    if (name === undefined || !isKnown(name)) continue;
+  for (const { name, value } of rawQueryPairs(search)) {
+    if (!isKnown(name)) continue;
     if (seen.has(name)) {
       errors.push({ path: name, message: "given more than once" });
       continue;
     }
     seen.add(name);
-    const value = decodeComponent(eq < 0 ? "" : part.slice(eq + 1));
     if (value === undefined) errors.push({ path: name, message: "not valid percent-encoded UTF-8; text must be valid Unicode" });
     else if (value !== "") values[name] = value;
   }

@@ -58,7 +58,7 @@ export function registerAlertStream(app: OpenAPIHono<AppEnv>, deps: { keyring: K
     if (!release) {
       sseRejected.inc({ reason: "per_key_limit" });
       const detail = `This API key already holds ${config.sse.maxStreamsPerKey} alert streams (SSE_MAX_STREAMS_PER_KEY); close one or retry later.`;
-      return problem(c, 429, detail, { title: "Too Many Requests" }, { "retry-after": String(RETRY_AFTER_S) });
+      return problem(c, 429, detail, {}, { "retry-after": String(RETRY_AFTER_S) });
     }
 
     let stream: SseStream;
