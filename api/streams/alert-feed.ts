@@ -7,7 +7,7 @@ import { type AlertBatch, type AlertHub, concatFrames, type StreamedAlert, strea
 import { SseStream, sseFrame } from "./sse-stream.ts";
 
 /** Alerts read from Postgres per replay query: with the buffer, the most one stream holds at once. */
-export const REPLAY_PAGE = 500;
+const REPLAY_PAGE = 500;
 
 export interface FeedRequest {
   key?: string;

@@ -11,7 +11,7 @@ const BODY_HIGH_WATER_BYTES = 64 * 1024;
 const MAX_CHUNK_BYTES = 16 * 1024;
 
 /** Room always kept free for the last frame (`event: error`, `event: shutdown`), so it can be written when the buffer is full. */
-export const FINAL_FRAME_RESERVE_BYTES = 512;
+const FINAL_FRAME_RESERVE_BYTES = 512;
 
 const bufferPeak = registry.gauge("devpipe_sse_buffer_peak_bytes", "Most bytes one alert stream has had waiting for its client (queued or held back) since start; stays within SSE_MAX_BUFFER_BYTES");
 let peakBytes = 0;

@@ -267,8 +267,6 @@ export function createQueryPool(options: PoolOptions) {
       for (const entry of idle.splice(0)) clearTimeout(entry.timer);
       for (const worker of all) worker.kill();
     },
-    /** Processes alive now, for tests and metrics. */
-    size: () => all.size,
   };
 }
 

@@ -5,8 +5,8 @@ import type { LakeReader } from "../../../lib/lake/reader.ts";
 import type { Keyring } from "../../auth/keyring.ts";
 import type { AppEnv } from "../../env.ts";
 import { requireScope } from "../../middleware/auth.ts";
-import { problem, problemResponse } from "../../problem.ts";
-import { LimitParamSchema, type ParamError, parseLimit, parseRange, parseTextParam, textParamSchema, timeParamSchema } from "../../query-params.ts";
+import { problemResponse } from "../../problem.ts";
+import { invalidParams, LimitParamSchema, type ParamError, parseLimit, parseRange, parseTextParam, textParamSchema, timeParamSchema } from "../../query-params.ts";
 import { lakeQueryProblem, lakeQueryResponses } from "./query.ts";
 
 const typeNames = [...eventTypes.keys()] as [string, ...string[]];
@@ -70,7 +70,7 @@ export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Ke
     const { from, to } = parseRange(query, errors);
     const limit = parseLimit(query.limit, errors);
     const key = parseTextParam("key", query.key, errors);
-    if (errors.length > 0 || !query.type) return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
+    if (errors.length > 0 || !query.type) return invalidParams(c, errors);
     const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
     try {
       // The body was built where the query ran; it is passed on as bytes.

@@ -8,9 +8,10 @@ import type { AppEnv } from "../../env.ts";
 import { readBodyWithLimit } from "../../ingest/read-body.ts";
 import { requireScope } from "../../middleware/auth.ts";
 import { problem, problemResponse } from "../../problem.ts";
+import { invalidParams } from "../../query-params.ts";
 
 /** The body is read up to this many bytes: the SQL cap plus room for JSON escapes. */
-export const MAX_QUERY_BODY_BYTES = 2 * MAX_SQL_BYTES;
+const MAX_QUERY_BODY_BYTES = 2 * MAX_SQL_BYTES;
 
 const QueryRequestSchema = z
   .object({
@@ -33,7 +34,7 @@ const QueryResultSchema = z
 
 const retryAfterHeader = { "Retry-After": { description: "Seconds to wait before trying again", schema: { type: "integer" as const } } };
 
-/** The 429 and 400s of the lake endpoints' query slots and deadline, shared with GET /v1/events. */
+/** The 429 of the lake endpoints' query slots, shared with GET /v1/events. */
 export const lakeQueryResponses = {
   429: { ...problemResponse("Every lake query slot is busy and the queue is full (or the wait for a slot ran out); retry after `Retry-After` seconds"), headers: retryAfterHeader },
 };
@@ -60,8 +61,6 @@ const route = createRoute({
   },
 });
 
-/** The API key a request presents (already checked by requireScope): query slots are shared per key. */
-
 /** The problem for a lake query's typed failure, or undefined for anything else (a server error). */
 export function lakeQueryProblem(c: Context<AppEnv>, error: unknown, path?: string) {
   if (error instanceof QueryRejectedError) return problem(c, 429, error.message, {}, { "retry-after": String(error.retryAfterS) });
@@ -83,7 +82,7 @@ export function registerLakeQuery(app: OpenAPIHono<AppEnv>, deps: { keyring: Key
     const parsed = QueryRequestSchema.safeParse(body);
     if (!parsed.success) {
       const errors = parsed.error.issues.map((i) => ({ path: i.path.join(".") || "body", message: i.message }));
-      return problem(c, 400, errors.map((e) => `${e.path}: ${e.message}`).join("; "), { errors });
+      return invalidParams(c, errors);
     }
     try {
       // The body was built where the query ran; it is passed on as bytes.

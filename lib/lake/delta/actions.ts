@@ -63,7 +63,7 @@ export const commitInfoSchema = z.looseObject({
 });
 
 /** `add.stats`, once parsed: per-column values keyed by column name. */
-export const fileStatsSchema = z.object({
+const fileStatsSchema = z.object({
   numRecords: z.number().int().nonnegative(),
   minValues: z.record(z.string(), z.unknown()).optional(),
   maxValues: z.record(z.string(), z.unknown()).optional(),
@@ -101,7 +101,7 @@ export function encodeCommit(actions: readonly Action[]): Uint8Array {
  * Null fields are how Parquet checkpoints (and some writers' JSON) say "absent"; partition values
  * keep theirs, since a null partition value is a value.
  */
-export function withoutNulls(value: unknown, key = ""): unknown {
+function withoutNulls(value: unknown, key = ""): unknown {
   if (value === null || typeof value !== "object" || Array.isArray(value) || key === "partitionValues") return value;
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null).map(([k, v]) => [k, withoutNulls(v, k)]));
 }

@@ -21,7 +21,7 @@ const CHECKPOINT_COLUMNS: Record<string, string> = {
 };
 
 /** A snapshot as the actions a checkpoint holds: reconciled, so nothing in it is a change any more. */
-export function checkpointActions(snapshot: Snapshot): Action[] {
+function checkpointActions(snapshot: Snapshot): Action[] {
   return [
     { protocol: snapshot.protocol },
     { metaData: snapshot.metadata },

@@ -48,7 +48,7 @@ function intentOf(actions: readonly Action[], options: CommitOptions): Intent {
 }
 
 /** Why a winning commit makes this one invalid, or null when both can stand in either order. */
-export function conflictReason(intent: Intent, winner: readonly Action[]): string | null {
+function conflictReason(intent: Intent, winner: readonly Action[]): string | null {
   for (const action of winner) {
     if ("metaData" in action || "protocol" in action) return "it changed the table's metadata or protocol";
     if ("txn" in action) {

@@ -9,7 +9,7 @@ import { type Action, decodeAction, decodeCommit } from "./actions.ts";
 import { commitKey, lastCheckpointKey, type LogEntry, logPrefix, parseLogKey } from "./paths.ts";
 import { type Snapshot, SnapshotBuilder } from "./snapshot.ts";
 
-export const lastCheckpointSchema = z.object({ version: z.number().int().nonnegative(), size: z.number().int().nonnegative() });
+const lastCheckpointSchema = z.object({ version: z.number().int().nonnegative(), size: z.number().int().nonnegative() });
 
 /** How many commit files are fetched at once: enough to hide S3 latency, few enough to stay polite. */
 const PARALLEL_GETS = 16;

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { envelopeColumns, type LakeColumn, payloadColumns } from "../columns.ts";
 
 /** The Delta primitive types this project writes (PROTOCOL.md, "Schema Serialization Format"). */
-export const deltaTypeSchema = z.enum(["string", "long", "integer", "double", "boolean", "timestamp", "date"]);
+const deltaTypeSchema = z.enum(["string", "long", "integer", "double", "boolean", "timestamp", "date"]);
 export type DeltaType = z.infer<typeof deltaTypeSchema>;
 
 export interface DeltaColumn {
