@@ -10,7 +10,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { commit, createTable } from "../lib/lake/delta/commit.ts";
+import { commit, ensureTable } from "../lib/lake/delta/commit.ts";
 import { TableLog } from "../lib/lake/delta/log.ts";
 import { eventPartitionColumns, eventTableColumns } from "../lib/lake/delta/schema.ts";
 import { createDirStore } from "../lib/lake/dir-store.ts";
@@ -36,7 +36,7 @@ async function timed(runs: number, open: () => Promise<unknown>): Promise<number
 
 try {
   const t0 = performance.now();
-  await createTable(store, table, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
+  await ensureTable(store, table, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
   const writerLog = new TableLog(store, table);
   for (let v = 1; v <= COMMITS; v++) {
     const hour = v % 24;

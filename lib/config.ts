@@ -90,6 +90,12 @@ export const envSchema = z.object({
   /** How often compaction looks for closed hours, and how long after its end an hour counts as closed. */
   LAKE_COMPACT_INTERVAL_MS: optional(integer(1_000, 86_400_000)).default(60_000),
   LAKE_COMPACT_AFTER_S: optional(integer(0, 7 * 86_400)).default(600),
+  /**
+   * Files a Delta commit removed (compaction, dims overwrites) and files never committed stay this long
+   * before VACUUM deletes them, so a reader of an older snapshot still finds its files; commits older
+   * than this are cleaned from the log past a checkpoint.
+   */
+  LAKE_RETENTION_S: optional(integer(60, 365 * 86_400)).default(86_400),
   /** POST /v1/query limits. */
   QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
@@ -132,7 +138,7 @@ export interface Config {
   topicPrefix: string;
   logLevel: Env["LOG_LEVEL"];
   watermarkIdleTimeoutMs: number;
-  lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number };
+  lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number; retentionMs: number };
   query: { timeoutMs: number; maxRows: number; maxBytes: number; maxConcurrent: number; maxQueued: number; queueTimeoutMs: number };
   sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number; maxStreamsPerKey: number };
   readyStallMs: number;
@@ -182,7 +188,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     topicPrefix: e.TOPIC_PREFIX,
     logLevel: e.LOG_LEVEL,
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
-    lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000 },
+    lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000, retentionMs: e.LAKE_RETENTION_S * 1000 },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS, maxBytes: e.QUERY_MAX_BYTES, maxConcurrent: e.QUERY_MAX_CONCURRENT, maxQueued: e.QUERY_MAX_QUEUED, queueTimeoutMs: e.QUERY_QUEUE_TIMEOUT_MS },
     sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES, maxStreamsPerKey: e.SSE_MAX_STREAMS_PER_KEY },
     readyStallMs: e.READY_STALL_MS,

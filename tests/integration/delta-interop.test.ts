@@ -3,7 +3,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeStats } from "../../lib/lake/delta/actions.ts";
-import { commit, createTable } from "../../lib/lake/delta/commit.ts";
+import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
 import { commitKey } from "../../lib/lake/delta/paths.ts";
 import { eventPartitionColumns, eventTableColumns } from "../../lib/lake/delta/schema.ts";
 import { createDirStore } from "../../lib/lake/dir-store.ts";
@@ -20,7 +20,7 @@ afterAll(() => rm(root, { recursive: true, force: true }));
 test("delta-rs reads a table written by this module: version, rows, checkpoint + tail", async () => {
   const store = createDirStore(root);
   const table = "events/sensor_reading";
-  await createTable(store, table, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
+  await ensureTable(store, table, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
   const duck = await Duck.open();
   try {
     for (let v = 1; v <= 12; v++) {

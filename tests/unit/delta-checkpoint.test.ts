@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Action } from "../../lib/lake/delta/actions.ts";
-import { commit, createTable } from "../../lib/lake/delta/commit.ts";
+import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
 import { readSnapshot, TableLog } from "../../lib/lake/delta/log.ts";
 import { checkpointKey, commitKey, lastCheckpointKey } from "../../lib/lake/delta/paths.ts";
 import { eventPartitionColumns, eventTableColumns } from "../../lib/lake/delta/schema.ts";
@@ -39,7 +39,7 @@ const comparable = (s: Snapshot) => ({
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "delta-checkpoint-"));
   store = createDirStore(root);
-  await createTable(store, table, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
+  await ensureTable(store, table, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
   // Versions 1..12: appends with txn, and a compaction at 6 (remove with a tombstone).
   for (let v = 1; v <= 12; v++) {
     const actions: Action[] =

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeltaConflictError, LakeError } from "../../lib/errors.ts";
 import { type Action, type Add, decodeCommit, encodeCommit, encodeStats } from "../../lib/lake/delta/actions.ts";
-import { commit, createTable } from "../../lib/lake/delta/commit.ts";
+import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
 import { readSnapshot, TableLog } from "../../lib/lake/delta/log.ts";
 import { commitKey } from "../../lib/lake/delta/paths.ts";
 import { eventPartitionColumns, eventTableColumns, parseSchemaString, schemaString } from "../../lib/lake/delta/schema.ts";
@@ -24,7 +24,7 @@ afterAll(() => rm(root, { recursive: true, force: true }));
 
 async function newTable(): Promise<string> {
   const table = `events/sensor_reading_${++tableNo}`;
-  await createTable(store, table, definition);
+  await ensureTable(store, table, definition);
   return table;
 }
 
@@ -68,9 +68,9 @@ test("create table: version 0 has protocol and metadata, no files; creating it a
   expect(snapshot.metadata.partitionColumns).toEqual(["date", "hour"]);
   expect(snapshot.metadata.format.provider).toBe("parquet");
   expect(snapshot.files.size).toBe(0);
-  expect(await createTable(store, table, definition)).toEqual({ created: false });
+  expect(await ensureTable(store, table, definition)).toEqual({ created: false, evolved: false });
   expect((await readSnapshot(store, table)).version).toBe(0);
-  await expect(createTable(store, table, { ...definition, partitionColumns: ["date"] })).rejects.toThrow(LakeError);
+  await expect(ensureTable(store, table, { ...definition, partitionColumns: ["date"] })).rejects.toThrow(LakeError);
   await expect(readSnapshot(store, "events/none")).rejects.toThrow(LakeError);
 });
 
@@ -118,14 +118,18 @@ test("racing writers: blind appends both land; a double remove and an overlappin
   await commit(store, table, [{ add: add("w3.parquet") }], { readVersion: now, isBlindAppend: true });
   expect(await commit(store, table, [remove("base-2.parquet", false), { add: add("c3.parquet", false) }], { readVersion: now, isBlindAppend: false })).toBe(now + 2);
 
-  // The same sink partition committing again from a stale read: the winner's txn version is at or past ours.
+  // The same sink partition committed by another writer since this one read: fenced, whatever the versions
+  // (an old owner flushing late after a rebalance must not add rows the new owner has also written).
   const stale = (await readSnapshot(store, table)).version;
   await commit(store, table, [{ add: add("s1.parquet") }, { txn: { appId: "sink-p9", version: 7 } }], { readVersion: stale, isBlindAppend: true });
   await expect(commit(store, table, [{ add: add("s1-again.parquet") }, { txn: { appId: "sink-p9", version: 7 } }], { readVersion: stale, isBlindAppend: true })).rejects.toBeInstanceOf(DeltaConflictError);
-  // Another appId at the same version, or the same appId further on, is compatible.
-  expect(await commit(store, table, [{ add: add("s2.parquet") }, { txn: { appId: "sink-p9", version: 8 } }], { readVersion: stale, isBlindAppend: true })).toBe(stale + 2);
+  await expect(commit(store, table, [{ add: add("s1-later.parquet") }, { txn: { appId: "sink-p9", version: 8 } }], { readVersion: stale, isBlindAppend: true })).rejects.toBeInstanceOf(DeltaConflictError);
+  // Another appId is compatible, and so is the same appId read at the version that holds its last commit.
+  expect(await commit(store, table, [{ add: add("s3.parquet") }, { txn: { appId: "sink-p8", version: 7 } }], { readVersion: stale, isBlindAppend: true })).toBe(stale + 2);
+  expect(await commit(store, table, [{ add: add("s2.parquet") }, { txn: { appId: "sink-p9", version: 8 } }], { readVersion: stale + 1, isBlindAppend: true })).toBe(stale + 3);
   const files = (await readSnapshot(store, table)).files;
   expect(files.has("s1-again.parquet")).toBe(false);
+  expect(files.has("s1-later.parquet")).toBe(false);
   expect(files.has("s2.parquet")).toBe(true);
 });
 

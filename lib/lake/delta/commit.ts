@@ -5,7 +5,7 @@ import { type Action, encodeCommit, type Metadata } from "./actions.ts";
 import { CHECKPOINT_INTERVAL, writeCheckpoint } from "./checkpoint.ts";
 import { readCommit, TableLog } from "./log.ts";
 import { commitKey, logPrefix } from "./paths.ts";
-import { type DeltaColumn, schemaString } from "./schema.ts";
+import { type DeltaColumn, parseSchemaString, schemaString } from "./schema.ts";
 import { READER_VERSION, WRITER_VERSION } from "./snapshot.ts";
 
 export interface CommitOptions {
@@ -52,8 +52,9 @@ function conflictReason(intent: Intent, winner: readonly Action[]): string | nul
   for (const action of winner) {
     if ("metaData" in action || "protocol" in action) return "it changed the table's metadata or protocol";
     if ("txn" in action) {
+      // One owner writes an appId at a time: another commit of it means this writer was fenced (a rebalance).
       const mine = intent.txns.get(action.txn.appId);
-      if (mine !== undefined && action.txn.version >= mine) return `it committed txn ${action.txn.appId} version ${action.txn.version}, at or past this commit's ${mine}`;
+      if (mine !== undefined) return `it committed txn ${action.txn.appId} version ${action.txn.version} (this commit's: ${mine})`;
     }
     if ("remove" in action && (intent.removes.has(action.remove.path) || intent.reads.has(action.remove.path))) return `it removed ${action.remove.path}, which this commit ${intent.removes.has(action.remove.path) ? "removes" : "read"}`;
   }
@@ -114,23 +115,33 @@ export interface TableDefinition {
   name?: string;
 }
 
-const sameSchema = (a: string, b: string) => JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
-
-function assertSameTable(table: string, existing: Metadata, wanted: Metadata): void {
-  if (!sameSchema(existing.schemaString, wanted.schemaString) || existing.partitionColumns.join("\u0000") !== wanted.partitionColumns.join("\u0000")) {
-    throw new LakeError(`Delta table ${table} exists with another schema or partitioning`);
+/** Why `wanted` cannot replace `existing` by adding nullable columns, or null when it can (or is the same). */
+function evolutionProblem(existing: Metadata, wanted: Metadata): string | null {
+  if (existing.partitionColumns.join("\u0000") !== wanted.partitionColumns.join("\u0000")) return `partition columns are ${existing.partitionColumns.join(", ") || "none"}, not ${wanted.partitionColumns.join(", ") || "none"}`;
+  const now = new Map(parseSchemaString(existing.schemaString).map((c) => [c.name, c]));
+  const next = new Map(parseSchemaString(wanted.schemaString).map((c) => [c.name, c]));
+  for (const [name, column] of now) {
+    const kept = next.get(name);
+    if (!kept) return `column ${name} would be dropped`;
+    if (kept.type !== column.type) return `column ${name} is ${column.type}, not ${kept.type}`;
   }
+  for (const [name, column] of next) if (!now.has(name) && !column.nullable) return `new column ${name} must be nullable`;
+  return null;
 }
 
+const sameColumns = (a: Metadata, b: Metadata) => JSON.stringify(JSON.parse(a.schemaString)) === JSON.stringify(JSON.parse(b.schemaString));
+
 /**
- * Creates the table as version 0 (protocol + metaData). Creating a table that exists with the same
- * schema and partition columns is a no-op, so every writer may call this at start-up.
+ * Makes the table hold `definition`: creates it as version 0 (protocol + metaData) when absent; when it
+ * exists with fewer columns, adds the new (nullable) columns in a metadata commit (schema evolution);
+ * when it exists as defined, does nothing, so every writer may call this at start-up. Any other
+ * difference (a dropped or retyped column, other partitioning) is a LakeError.
  */
-export async function createTable(store: ObjectStore, table: string, definition: TableDefinition): Promise<{ created: boolean }> {
+export async function ensureTable(store: ObjectStore, table: string, definition: TableDefinition): Promise<{ created: boolean; evolved: boolean }> {
   const names = new Set(definition.columns.map((c) => c.name));
   const unknown = definition.partitionColumns.filter((p) => !names.has(p));
   if (unknown.length > 0) throw new LakeError(`partition columns ${unknown.join(", ")} are not columns of ${table}`);
-  const metaData: Metadata = {
+  const wanted: Metadata = {
     id: crypto.randomUUID(),
     ...(definition.name ? { name: definition.name } : {}),
     format: { provider: "parquet", options: {} },
@@ -139,18 +150,28 @@ export async function createTable(store: ObjectStore, table: string, definition:
     configuration: definition.configuration ?? {},
     createdTime: Date.now(),
   };
-  const existing = async () => assertSameTable(table, (await new TableLog(store, table).refresh()).metadata, metaData);
   // A table whose first commits were cleaned up has no 0.json: creating one there would fork its history.
-  if ((await store.list(logPrefix(table))).length > 0) {
-    await existing();
-    return { created: false };
+  if ((await store.list(logPrefix(table))).length === 0) {
+    const actions: Action[] = [
+      { commitInfo: { timestamp: Date.now(), operation: "CREATE TABLE", isBlindAppend: true } },
+      { protocol: { minReaderVersion: READER_VERSION, minWriterVersion: WRITER_VERSION } },
+      { metaData: wanted },
+    ];
+    if (await store.putIfAbsent(commitKey(table, 0), encodeCommit(actions))) return { created: true, evolved: false };
   }
-  const actions: Action[] = [
-    { commitInfo: { timestamp: Date.now(), operation: "CREATE TABLE", isBlindAppend: true } },
-    { protocol: { minReaderVersion: READER_VERSION, minWriterVersion: WRITER_VERSION } },
-    { metaData },
-  ];
-  if (await store.putIfAbsent(commitKey(table, 0), encodeCommit(actions))) return { created: true };
-  await existing();
-  return { created: false };
+  for (let attempt = 1; ; attempt++) {
+    const snapshot = await new TableLog(store, table).refresh();
+    if (sameColumns(snapshot.metadata, wanted) && snapshot.metadata.partitionColumns.join("\u0000") === wanted.partitionColumns.join("\u0000")) return { created: false, evolved: false };
+    const problem = evolutionProblem(snapshot.metadata, wanted);
+    if (problem) throw new LakeError(`Delta table ${table} exists with another schema: ${problem}`);
+    // The table keeps its id: it is the same table with more columns.
+    const metaData: Metadata = { ...snapshot.metadata, schemaString: wanted.schemaString };
+    try {
+      await commit(store, table, [{ metaData }], { readVersion: snapshot.version, isBlindAppend: false, operation: "ADD COLUMNS" });
+      return { created: false, evolved: true };
+    } catch (error) {
+      // Another writer committed meanwhile (perhaps the same evolution): look again.
+      if (!(error instanceof DeltaConflictError) || attempt >= 5) throw error;
+    }
+  }
 }

@@ -20,16 +20,22 @@ export async function readCommit(store: ObjectStore, table: string, version: num
   return bytes ? decodeCommit(bytes, key) : null;
 }
 
-/** The commits [from, to], in order; a missing one means the log has a hole. */
-async function readCommits(store: ObjectStore, table: string, from: number, to: number): Promise<Action[][]> {
+/**
+ * The commits [from, to], in order. A missing one means the log has a hole, unless `upToFirstMissing`
+ * (tailing past the known end): then the commits before the first missing one.
+ */
+async function readCommits(store: ObjectStore, table: string, from: number, to: number, upToFirstMissing = false): Promise<Action[][]> {
   const commits: Action[][] = [];
   for (let start = from; start <= to; start += PARALLEL_GETS) {
     const versions = Array.from({ length: Math.min(PARALLEL_GETS, to - start + 1) }, (_, i) => start + i);
     const batch = await Promise.all(versions.map((v) => readCommit(store, table, v)));
-    batch.forEach((actions, i) => {
-      if (!actions) throw new LakeError(`Delta table ${table}: commit ${versions[i]} is missing from the log`);
+    for (const [i, actions] of batch.entries()) {
+      if (!actions) {
+        if (upToFirstMissing) return commits;
+        throw new LakeError(`Delta table ${table}: commit ${versions[i]} is missing from the log`);
+      }
       commits.push(actions);
-    });
+    }
   }
   return commits;
 }
@@ -80,7 +86,6 @@ async function readLastCheckpoint(store: ObjectStore, table: string): Promise<nu
 
 interface LogListing {
   latest: number;
-  oldestCommit: number;
   newestCheckpoint: LogEntry | undefined;
 }
 
@@ -91,15 +96,13 @@ interface LogListing {
 async function listLog(store: ObjectStore, table: string, withHint: boolean): Promise<LogListing | null> {
   const [objects, hinted] = await Promise.all([store.list(logPrefix(table)), withHint ? readLastCheckpoint(store, table) : undefined]);
   let latest = -1;
-  let oldestCommit = Number.POSITIVE_INFINITY;
   let newestListed: LogEntry | undefined;
   const checkpoints = new Map<number, LogEntry>();
   for (const { key } of objects) {
     const entry = parseLogKey(key);
     if (!entry) continue;
     latest = Math.max(latest, entry.version);
-    if (entry.kind === "commit") oldestCommit = Math.min(oldestCommit, entry.version);
-    else {
+    if (entry.kind === "checkpoint") {
       checkpoints.set(entry.version, entry);
       if (!newestListed || entry.version > newestListed.version) newestListed = entry;
     }
@@ -108,7 +111,7 @@ async function listLog(store: ObjectStore, table: string, withHint: boolean): Pr
   // A hinted checkpoint is used when listed; one that is not (cleaned up, foreign) is ignored: the listing is the truth.
   const hintedCheckpoint = hinted === undefined ? undefined : checkpoints.get(hinted);
   const newestCheckpoint = hintedCheckpoint && (!newestListed || newestListed.version <= hintedCheckpoint.version) ? hintedCheckpoint : newestListed;
-  return { latest, oldestCommit, newestCheckpoint };
+  return { latest, newestCheckpoint };
 }
 
 /**
@@ -130,19 +133,35 @@ export class TableLog {
 
   /** The latest snapshot; throws LakeError when the table has no log. */
   async refresh(): Promise<Snapshot> {
-    // A cached snapshot is tailed, so only a first read needs the checkpoint hint.
-    const listing = await listLog(this.store, this.table, this.current === undefined);
-    if (!listing) throw new LakeError(`no Delta table at ${this.table} (no commits in ${logPrefix(this.table)})`);
-    const { latest, oldestCommit, newestCheckpoint } = listing;
-    const current = this.current;
-    if (current && current.version === latest) return current;
-    if (current && current.version > latest) throw new LakeError(`Delta table ${this.table}: log went back from version ${current.version} to ${latest}`);
+    const snapshot = await this.read();
+    if (!snapshot) throw new LakeError(`no Delta table at ${this.table} (no commits in ${logPrefix(this.table)})`);
+    return snapshot;
+  }
 
-    // The tail after the cached snapshot, unless log cleanup removed part of it and a checkpoint covers the gap.
-    const tail = current && oldestCommit <= current.version + 1 ? current : undefined;
-    const builder = new SnapshotBuilder(tail);
-    let from = tail ? tail.version + 1 : 0;
-    if (!tail && newestCheckpoint) {
+  /** The latest snapshot, or null when the table has no log (yet). */
+  async read(): Promise<Snapshot | null> {
+    const cached = this.current;
+    // A cached snapshot is tailed by fetching the next commits until one is absent: no listing, which
+    // grows with the log and is slow on S3.
+    if (cached) {
+      const builder = new SnapshotBuilder(cached);
+      let version = cached.version;
+      for (;;) {
+        const next = await readCommits(this.store, this.table, version + 1, version + PARALLEL_GETS, true);
+        for (const actions of next) builder.apply(actions);
+        version += next.length;
+        if (next.length < PARALLEL_GETS) break;
+      }
+      if (version === cached.version) return cached;
+      this.current = builder.seal(this.table, version);
+      return this.current;
+    }
+    const listing = await listLog(this.store, this.table, true);
+    if (!listing) return null;
+    const { latest, newestCheckpoint } = listing;
+    const builder = new SnapshotBuilder();
+    let from = 0;
+    if (newestCheckpoint) {
       builder.apply(await readCheckpoint(this.store, newestCheckpoint.key));
       from = newestCheckpoint.version + 1;
     }
@@ -154,3 +173,46 @@ export class TableLog {
 
 /** The latest snapshot of a table, read afresh. */
 export const readSnapshot = (store: ObjectStore, table: string) => new TableLog(store, table).refresh();
+
+/**
+ * The tables of one lake, each log read once and then tailed: what a process keeps to resolve snapshots
+ * for every query and flush. Concurrent refreshes of a table share one read.
+ */
+export class TableLogs {
+  private readonly logs = new Map<string, TableLog>();
+  private readonly refreshing = new Map<string, Promise<Snapshot | null>>();
+
+  constructor(readonly store: ObjectStore) {}
+
+  /** The table's latest snapshot, or null when it has no log yet. */
+  snapshot(table: string): Promise<Snapshot | null> {
+    let pending = this.refreshing.get(table);
+    if (!pending) {
+      pending = this.log(table).read().finally(() => this.refreshing.delete(table));
+      this.refreshing.set(table, pending);
+    }
+    return pending;
+  }
+
+  /** The log object of a table, for writers that pass it to `commit` (checkpoints reuse its snapshot). */
+  log(table: string): TableLog {
+    let log = this.logs.get(table);
+    if (!log) {
+      log = new TableLog(this.store, table);
+      this.logs.set(table, log);
+    }
+    return log;
+  }
+}
+
+const logsByStore = new WeakMap<ObjectStore, TableLogs>();
+
+/** The process's one TableLogs for a lake: every reader and writer of the process shares its cache. */
+export function tableLogsOf(store: ObjectStore): TableLogs {
+  let logs = logsByStore.get(store);
+  if (!logs) {
+    logs = new TableLogs(store);
+    logsByStore.set(store, logs);
+  }
+  return logs;
+}

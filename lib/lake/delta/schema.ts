@@ -50,3 +50,6 @@ export function eventTableColumns(type: string): DeltaColumn[] {
     ...eventPartitionColumns,
   ];
 }
+
+/** Delta columns for DuckDB-typed columns (all nullable), e.g. a dim's. */
+export const deltaColumnsOf = (columns: readonly LakeColumn[]): DeltaColumn[] => columns.map((c) => ({ name: c.name, type: DELTA_TYPE_OF[c.duckType], nullable: true }));
