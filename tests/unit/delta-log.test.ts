@@ -143,18 +143,27 @@ test("a concurrent metadata change fails an append; a remove of a file this comm
   await expect(commit(store, table, [{ add: add("derived.parquet") }], { readVersion: 2, isBlindAppend: false, reads: { files: ["r.parquet"] } })).rejects.toBeInstanceOf(DeltaConflictError);
 });
 
-test("a table log refresh reads only the commits after its snapshot", async () => {
+test("a table log refresh reads only the commits after its snapshot, without listing the log", async () => {
   const table = await newTable();
   const gets: string[] = [];
-  const counting: ObjectStore = { ...store, get: (key) => (gets.push(key), store.get(key)) };
+  let lists = 0;
+  const counting: ObjectStore = { ...store, get: (key) => (gets.push(key), store.get(key)), list: (prefix) => (lists++, store.list(prefix)) };
   const tableLog = new TableLog(counting, table);
   expect((await tableLog.refresh()).version).toBe(0);
   for (let v = 1; v <= 3; v++) await commit(store, table, [{ add: add(`f${v}.parquet`) }], { readVersion: v - 1, isBlindAppend: true });
   gets.length = 0;
+  lists = 0;
   const snapshot = await tableLog.refresh();
   expect(snapshot.version).toBe(3);
-  expect(gets.filter((k) => k.endsWith(".json"))).toEqual([1, 2, 3].map((v) => commitKey(table, v)));
+  expect([...snapshot.files.keys()].sort()).toEqual(["f1.parquet", "f2.parquet", "f3.parquet"]);
+  const fetched = gets.filter((k) => k.endsWith(".json"));
+  // Commit 0 is not read again; 1..3 are, plus probes past the end.
+  expect(fetched).not.toContain(commitKey(table, 0));
+  expect(fetched.slice(0, 3)).toEqual([1, 2, 3].map((v) => commitKey(table, v)));
+  expect(lists).toBe(0);
   gets.length = 0;
+  // Nothing new: one probe of the next version (and the checkpoint hint), no listing.
   expect(await tableLog.refresh()).toBe(snapshot);
-  expect(gets.filter((k) => k.endsWith(".json"))).toEqual([]);
+  expect(gets.filter((k) => k.endsWith(".json"))).toEqual([commitKey(table, 4)]);
+  expect(lists).toBe(0);
 });

@@ -142,19 +142,24 @@ export class TableLog {
   async read(): Promise<Snapshot | null> {
     const cached = this.current;
     // A cached snapshot is tailed by fetching the next commits until one is absent: no listing, which
-    // grows with the log and is slow on S3.
+    // grows with the log and is slow on S3. Most refreshes find nothing or one commit, so one is fetched
+    // first and then batches.
     if (cached) {
       const builder = new SnapshotBuilder(cached);
       let version = cached.version;
-      for (;;) {
-        const next = await readCommits(this.store, this.table, version + 1, version + PARALLEL_GETS, true);
+      for (let batch = 1; ; batch = PARALLEL_GETS) {
+        const next = await readCommits(this.store, this.table, version + 1, version + batch, true);
         for (const actions of next) builder.apply(actions);
         version += next.length;
-        if (next.length < PARALLEL_GETS) break;
+        if (next.length < batch) break;
       }
-      if (version === cached.version) return cached;
-      this.current = builder.seal(this.table, version);
-      return this.current;
+      if (version > cached.version) {
+        this.current = builder.seal(this.table, version);
+        return this.current;
+      }
+      // Log cleanup may have removed the commits right after a long-idle cache: a checkpoint past it says so.
+      const hinted = await readLastCheckpoint(this.store, this.table);
+      if (hinted === undefined || hinted <= cached.version) return cached;
     }
     const listing = await listLog(this.store, this.table, true);
     if (!listing) return null;
