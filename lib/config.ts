@@ -96,6 +96,11 @@ export const envSchema = z.object({
    * than this are cleaned from the log past a checkpoint.
    */
   LAKE_RETENTION_S: optional(integer(60, 365 * 86_400)).default(86_400),
+  /**
+   * A repeated event_id is dropped when it arrives within this long of the later of its event time and
+   * its first arrival (longer for types a view reads: their window span plus grace).
+   */
+  DEDUPE_HORIZON_S: optional(integer(1, 30 * 86_400)).default(3_600),
   /** POST /v1/query limits. */
   QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
@@ -138,6 +143,7 @@ export interface Config {
   topicPrefix: string;
   logLevel: Env["LOG_LEVEL"];
   watermarkIdleTimeoutMs: number;
+  dedupeHorizonMs: number;
   lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number; retentionMs: number };
   query: { timeoutMs: number; maxRows: number; maxBytes: number; maxConcurrent: number; maxQueued: number; queueTimeoutMs: number };
   sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number; maxStreamsPerKey: number };
@@ -188,6 +194,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     topicPrefix: e.TOPIC_PREFIX,
     logLevel: e.LOG_LEVEL,
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
+    dedupeHorizonMs: e.DEDUPE_HORIZON_S * 1000,
     lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000, retentionMs: e.LAKE_RETENTION_S * 1000 },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS, maxBytes: e.QUERY_MAX_BYTES, maxConcurrent: e.QUERY_MAX_CONCURRENT, maxQueued: e.QUERY_MAX_QUEUED, queueTimeoutMs: e.QUERY_QUEUE_TIMEOUT_MS },
     sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES, maxStreamsPerKey: e.SSE_MAX_STREAMS_PER_KEY },

@@ -27,7 +27,7 @@ const hosted = (name: string, description: string, create: (services: Services) 
 /** Every job, by name. A job is added here and nowhere else. */
 export const jobs: Record<string, Job> = {
   enrich: hosted("enrich", "events.raw → events.enriched: dims join, expected_gear", async (s) =>
-    createEnrichJob({ bus: s.bus, topics: s.topics, dims: await createDimsCache(s.db.sql, s.logger.child({ job: "enrich" })), logger: s.logger.child({ job: "enrich" }) }),
+    createEnrichJob({ bus: s.bus, topics: s.topics, dims: await createDimsCache(s.db.sql, s.logger.child({ job: "enrich" })), logger: s.logger.child({ job: "enrich" }), dedupeHorizonMs: s.config.dedupeHorizonMs }),
   ),
   windows: hosted("windows", "events.enriched → window aggregates (six views) in Postgres; late events → events.late", async (s) =>
     createWindowsJob({ bus: s.bus, sql: s.db.sql, topics: s.topics, logger: s.logger.child({ job: "windows" }), views: [...views.values()], idleTimeoutMs: s.config.watermarkIdleTimeoutMs }),

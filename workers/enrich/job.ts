@@ -21,19 +21,19 @@ export interface EnrichStats {
 interface Pending {
   record: OutgoingRecord;
   eventId: string;
-  /** Set for types whose repeats must be dropped (they feed a view): until when the id is remembered. */
-  expiresAt?: number;
+  /** Until when the id is remembered, epoch ms. */
+  expiresAt: number;
 }
 
 const PURGE_EVERY_MS = 60_000;
 
 /**
- * events.raw → events.enriched. At each checkpoint the ids of view-feeding events are claimed in
- * seen_events inside the transaction that commits the input positions; a repeat (client retry) finds
- * its id claimed and is dropped. Output is produced before the commit: a crash in between produces
+ * events.raw → events.enriched. At each checkpoint the ids of the events are claimed in seen_events
+ * inside the transaction that commits the input positions; a repeat (client retry) finds its id claimed
+ * and is dropped, so every consumer (views and the lake alike) sees an event once. Output is produced before the commit: a crash in between produces
  * records again with the same source position, which consumers drop.
  */
-export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCache; logger: Logger }): StreamJob & { stats: () => EnrichStats } {
+export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCache; logger: Logger; dedupeHorizonMs: number }): StreamJob & { stats: () => EnrichStats } {
   let out: Pending[] = [];
   const pendingIds = new Set<string>();
   const stats: EnrichStats = { enriched: 0, unknown_cars: 0, duplicates_dropped: 0, undecodable: 0 };
@@ -52,21 +52,19 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
           dead(record, "not an event envelope");
           continue;
         }
-        const horizon = dedupeHorizonMs(decoded.type);
-        if (horizon !== undefined) {
-          if (pendingIds.has(decoded.event_id)) {
-            stats.duplicates_dropped++;
-            continue;
-          }
-          pendingIds.add(decoded.event_id);
+        const horizon = Math.max(dedupeHorizonMs(decoded.type) ?? 0, deps.dedupeHorizonMs);
+        if (pendingIds.has(decoded.event_id)) {
+          stats.duplicates_dropped++;
+          continue;
         }
+        pendingIds.add(decoded.event_id);
         const { envelope, knownCar } = enrich(decoded, dims);
         if (!knownCar) stats.unknown_cars++;
         out.push({
           eventId: envelope.event_id,
           // Kept for the horizon past the later of event time and now: replayed history (old event times)
           // still has open windows, and the watermark, not the wall clock, closes them.
-          expiresAt: horizon === undefined ? undefined : Math.max(envelope.event_time, Date.now()) + horizon,
+          expiresAt: Math.max(envelope.event_time, Date.now()) + horizon,
           // Where the record came from: a replay after a crash carries the same position, so consumers drop it.
           record: { key: envelope.key, value: encodeEnvelope(envelope), timestamp: envelope.event_time, headers: { [SOURCE_HEADER]: `${record.partition}:${record.offset}` } },
         });
@@ -79,19 +77,18 @@ export function createEnrichJob(deps: { bus: Bus; topics: Topics; dims: DimsCach
     },
     async checkpoint(tx: Tx) {
       const sending = out;
-      const tracked = sending.filter((p) => p.expiresAt !== undefined);
       const claimed = new Set<string>();
-      for (let i = 0; i < tracked.length; i += 5_000) {
-        const slice = tracked.slice(i, i + 5_000);
+      for (let i = 0; i < sending.length; i += 5_000) {
+        const slice = sending.slice(i, i + 5_000);
         const rows = await tx<{ event_id: string }[]>`
           insert into seen_events (event_id, expires_at)
           select event_id, to_timestamp(expires_ms / 1000.0)
-          from unnest(${slice.map((p) => p.eventId)}::text[], ${slice.map((p) => p.expiresAt ?? 0)}::float8[]) as claim(event_id, expires_ms)
+          from unnest(${slice.map((p) => p.eventId)}::text[], ${slice.map((p) => p.expiresAt)}::float8[]) as claim(event_id, expires_ms)
           on conflict (event_id) do nothing
           returning event_id`;
         for (const row of rows) claimed.add(row.event_id);
       }
-      const fresh = sending.filter((p) => p.expiresAt === undefined || claimed.has(p.eventId));
+      const fresh = sending.filter((p) => claimed.has(p.eventId));
       if (fresh.length > 0) await deps.bus.produce(deps.topics.enriched, fresh.map((p) => p.record));
       const purge = Date.now() - lastPurge > PURGE_EVERY_MS;
       if (purge) await tx`delete from seen_events where expires_at < now()`;

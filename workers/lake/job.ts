@@ -1,12 +1,19 @@
-import { mkdir } from "node:fs/promises";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Batch } from "../../lib/bus/types.ts";
 import type { Sql, Tx } from "../../lib/db/index.ts";
+import { DeltaConflictError } from "../../lib/errors.ts";
+import { eventTypes } from "../../lib/events/index.ts";
+import { type DataFile, uploadDataFiles } from "../../lib/lake/data-files.ts";
+import type { Action, Add } from "../../lib/lake/delta/actions.ts";
+import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
+import { tableLogsOf } from "../../lib/lake/delta/log.ts";
+import type { Snapshot } from "../../lib/lake/delta/snapshot.ts";
 import type { Duck } from "../../lib/lake/duckdb.ts";
-import { hourOf } from "../../lib/lake/layout.ts";
+import { eventTableDefinition, eventTableOf } from "../../lib/lake/tables.ts";
 import type { ObjectStore } from "../../lib/lake/types.ts";
-import { type FlushBatch, type TypeRecords, writeFlush } from "../../lib/lake/writer.ts";
+import { writeTypeFiles } from "../../lib/lake/writer.ts";
 import type { Logger } from "../../lib/log.ts";
-import { addFiles, type LakeFile, loadSourceOffsets, saveSourceOffsets } from "../../lib/store/lake-files.ts";
 import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds, undecodableRecords } from "../../lib/metrics.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 import type { Topics } from "../../lib/topics.ts";
@@ -16,95 +23,181 @@ import type { StreamJob } from "../runner.ts";
 
 export const LAKE_JOB = "lake";
 
-interface PartitionBuffer {
-  fromOffset: number;
-  toOffset: number;
-  ids: Set<string>;
-  byType: Map<string, TypeRecords>;
-  records: number;
+/** What the lake holds (or this worker has buffered) of one input partition in one table. */
+interface Progress {
+  /** Last input offset. */
+  offset: number;
+  /** Last events.raw offset per source partition: a replay by enrich after a crash carries an older one. */
+  sources: Map<number, number>;
+}
+
+/** One input partition's records of one type since the last flush. */
+interface Buffered {
+  values: Uint8Array[];
+  offsets: number[];
+  /** The events.raw position of each record, when it has one. */
+  sources: ({ partition: number; offset: number } | undefined)[];
 }
 
 export interface LakeStats {
   written: number;
   files: number;
+  commits: number;
   replays_dropped: number;
-  repeats_dropped: number;
   undecodable: number;
 }
 
 /**
- * events.enriched (late events too: the lake keeps raw data) → Parquet files in the lake. Each
- * checkpoint is a flush: the buffered records of each input partition are written as one file per type
- * and hour, named by the partition's offset range, uploaded, and listed in the manifest in the
- * transaction that commits the input positions. A crash before the commit leaves unlisted objects that
- * nobody reads and the next attempt overwrites; after it, the positions say the records are done.
+ * The `txn` appIds of an input partition in a table: Delta's idempotent-writer rule, as Spark's own
+ * Delta sink uses it. The version is the last input (or source) offset the table holds.
+ */
+const inputAppId = (topic: string, partition: number) => `devpipe.lake:${topic}:${partition}`;
+const sourceAppId = (topic: string, partition: number, source: number) => `${inputAppId(topic, partition)}:source:${source}`;
+
+function progressIn(snapshot: Snapshot | null, topic: string, partition: number): Progress {
+  const progress: Progress = { offset: snapshot?.txns.get(inputAppId(topic, partition)) ?? -1, sources: new Map() };
+  const prefix = `${inputAppId(topic, partition)}:source:`;
+  for (const [appId, version] of snapshot?.txns ?? []) if (appId.startsWith(prefix)) progress.sources.set(Number(appId.slice(prefix.length)), version);
+  return progress;
+}
+
+/**
+ * events.enriched (late events too: the lake keeps raw data) → one Delta table per event type. Each
+ * checkpoint is a flush: per table, the buffered records of every input partition are written as
+ * Parquet (one file per date and hour), uploaded, and added by one commit that carries a `txn` per
+ * input partition. The txn versions are the truth about what the lake holds: records at or below them
+ * are dropped on the way in (after a restart the runner's positions may be behind them) and again
+ * just before the commit, against the latest snapshot; a commit of the same partition by another
+ * worker since this one read (an old owner after a rebalance) fails the commit, which is then retried.
  */
 export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; workDir: string; topics: Topics; logger: Logger }): StreamJob & { stats: () => LakeStats } {
-  const buffers = new Map<number, PartitionBuffer>();
-  /** Newest events.raw offset written per source partition: an enrich replay carries an older one. */
-  const sourceOffsets = new Map<number, number>();
-  const stats: LakeStats = { written: 0, files: 0, replays_dropped: 0, repeats_dropped: 0, undecodable: 0 };
+  const topic = deps.topics.enriched;
+  const logs = tableLogsOf(deps.store);
+  /** Per table, per input partition: what is committed or buffered. */
+  const progress = new Map<string, Map<number, Progress>>();
+  /** Per event type, per input partition: the records to flush. */
+  const buffers = new Map<string, Map<number, Buffered>>();
+  /** Tables whose definition this process has made sure of (created, or evolved to the current schema). */
+  const ensured = new Set<string>();
+  const stats: LakeStats = { written: 0, files: 0, commits: 0, replays_dropped: 0, undecodable: 0 };
   let buffered = 0;
   /** The flush the current checkpoint attempts, for the runs log when it fails. */
   let lastAttempt: { startedAt: Date; records: number } | undefined;
 
-  const bufferOf = (partition: number, offset: number) => {
-    let buffer = buffers.get(partition);
-    if (!buffer) {
-      buffer = { fromOffset: offset, toOffset: offset, ids: new Set(), byType: new Map(), records: 0 };
-      buffers.set(partition, buffer);
+  const progressOf = (table: string, partition: number): Progress => {
+    let tables = progress.get(table);
+    if (!tables) progress.set(table, (tables = new Map()));
+    let found = tables.get(partition);
+    if (!found) tables.set(partition, (found = { offset: -1, sources: new Map() }));
+    return found;
+  };
+
+  const bufferOf = (type: string, partition: number): Buffered => {
+    let tables = buffers.get(type);
+    if (!tables) buffers.set(type, (tables = new Map()));
+    let found = tables.get(partition);
+    if (!found) tables.set(partition, (found = { values: [], offsets: [], sources: [] }));
+    return found;
+  };
+
+  const snapshotOf = async (type: string, table: string): Promise<Snapshot> => {
+    if (!ensured.has(table)) {
+      const { created, evolved } = await ensureTable(deps.store, table, eventTableDefinition(type));
+      if (created || evolved) deps.logger.info(created ? "lake table created" : "lake table schema evolved", { table });
+      ensured.add(table);
     }
-    return buffer;
+    const snapshot = await logs.snapshot(table);
+    if (!snapshot) throw new Error(`lake table ${table} has no log right after it was ensured`);
+    return snapshot;
+  };
+
+  /** Writes, uploads and commits one table's records that its latest snapshot does not hold yet. */
+  const flushTable = async (type: string, partitions: Map<number, Buffered>): Promise<{ records: number; files: number }> => {
+    const table = eventTableOf(type);
+    const snapshot = await snapshotOf(type, table);
+    const values: Uint8Array[] = [];
+    const txns: Action[] = [];
+    for (const [partition, buffer] of partitions) {
+      const held = progressIn(snapshot, topic, partition);
+      let last = -1;
+      const sources = new Map<number, number>();
+      buffer.values.forEach((value, i) => {
+        const offset = buffer.offsets[i] ?? -1;
+        const source = buffer.sources[i];
+        if (offset <= held.offset || (source && source.offset <= (held.sources.get(source.partition) ?? -1))) return;
+        values.push(value);
+        last = offset;
+        if (source) sources.set(source.partition, Math.max(sources.get(source.partition) ?? -1, source.offset));
+      });
+      if (last < 0) continue;
+      txns.push({ txn: { appId: inputAppId(topic, partition), version: last, lastUpdated: Date.now() } });
+      for (const [source, offset] of sources) txns.push({ txn: { appId: sourceAppId(topic, partition, source), version: offset, lastUpdated: Date.now() } });
+    }
+    if (values.length === 0) return { records: 0, files: 0 };
+    const scratch = join(deps.workDir, `${type}-${crypto.randomUUID()}`);
+    let adds: Add[];
+    let files: DataFile[];
+    try {
+      files = await writeTypeFiles(deps.duck, scratch, type, values);
+      adds = await uploadDataFiles(deps.store, table, files, "part", true);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+    try {
+      await commit(deps.store, table, [...adds.map((add) => ({ add })), ...txns], { readVersion: snapshot.version, isBlindAppend: true, operation: "STREAMING UPDATE", tableLog: logs.log(table) });
+    } catch (error) {
+      // Never live: removed now rather than left for VACUUM's orphan sweep.
+      await deps.store.delete(adds.map((add) => `${table}/${add.path}`)).catch(() => undefined);
+      if (error instanceof DeltaConflictError) deps.logger.warn("lake commit fenced: another worker committed this table's partitions; the records it holds are dropped on retry", { table, reason: error.message });
+      throw error;
+    }
+    return { records: values.length, files: files.length };
   };
 
   return {
     name: LAKE_JOB,
-    input: deps.topics.enriched,
+    input: topic,
 
     async assigned(partitions) {
-      const loaded = await loadSourceOffsets(deps.sql, partitions.map((p) => p.partition));
-      for (const [partition, offset] of loaded) sourceOffsets.set(partition, offset);
+      for (const type of eventTypes.keys()) {
+        const table = eventTableOf(type);
+        const snapshot = await logs.snapshot(table);
+        for (const { partition } of partitions) {
+          const held = progressIn(snapshot, topic, partition);
+          const known = progressOf(table, partition);
+          known.offset = held.offset;
+          known.sources = held.sources;
+        }
+      }
     },
 
     process(batch: Batch, dead: DeadLetterSink) {
       for (const record of batch.records) {
-        const buffer = bufferOf(batch.partition, record.offset);
-        buffer.toOffset = record.offset;
-        const source = parseSource(record.headers[SOURCE_HEADER]);
-        if (source) {
-          if (source.offset <= (sourceOffsets.get(source.partition) ?? -1)) {
-            stats.replays_dropped++;
-            continue;
-          }
-          sourceOffsets.set(source.partition, source.offset);
-        }
         let head: { type?: unknown; event_id?: unknown; event_time?: unknown };
         try {
           head = JSON.parse(new TextDecoder().decode(record.value)) as typeof head;
         } catch {
           head = {};
         }
-        if (typeof head.type !== "string" || typeof head.event_id !== "string" || typeof head.event_time !== "number") {
+        if (typeof head.type !== "string" || !eventTypes.has(head.type) || typeof head.event_id !== "string" || typeof head.event_time !== "number") {
           stats.undecodable++;
           undecodableRecords.inc({ job: LAKE_JOB });
           dead(record, "not an event envelope");
           continue;
         }
-        // Each file holds an event once; repeats across files are removed by compaction and by readers.
-        if (buffer.ids.has(head.event_id)) {
-          stats.repeats_dropped++;
+        const table = eventTableOf(head.type);
+        const known = progressOf(table, batch.partition);
+        const source = parseSource(record.headers[SOURCE_HEADER]);
+        if (record.offset <= known.offset || (source && source.offset <= (known.sources.get(source.partition) ?? -1))) {
+          stats.replays_dropped++;
           continue;
         }
-        buffer.ids.add(head.event_id);
-        let typed = buffer.byType.get(head.type);
-        if (!typed) {
-          typed = { values: [], hours: new Map() };
-          buffer.byType.set(head.type, typed);
-        }
-        typed.values.push(record.value);
-        const hour = hourOf(head.event_time);
-        typed.hours.set(hour, (typed.hours.get(hour) ?? 0) + 1);
-        buffer.records++;
+        known.offset = record.offset;
+        if (source) known.sources.set(source.partition, source.offset);
+        const buffer = bufferOf(head.type, batch.partition);
+        buffer.values.push(record.value);
+        buffer.offsets.push(record.offset);
+        buffer.sources.push(source ?? undefined);
         buffered++;
       }
     },
@@ -118,47 +211,47 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
     },
 
     async checkpoint(tx: Tx) {
-      const flushing = [...buffers.entries()];
-      const progress = new Map(sourceOffsets);
       lastAttempt = undefined;
-      if (flushing.length === 0) {
-        await saveSourceOffsets(tx, progress);
-        return;
-      }
+      const flushing = [...buffers.entries()];
+      if (flushing.length === 0) return;
       const startedAt = new Date();
-      const records = flushing.reduce((sum, [, b]) => sum + b.records, 0);
-      lastAttempt = { startedAt, records };
-      let files: LakeFile[] = [];
-      await mkdir(deps.workDir, { recursive: true });
-      for (const [partition, buffer] of flushing) {
-        if (buffer.records === 0) continue;
-        const batch: FlushBatch = { topic: deps.topics.enriched, partition, fromOffset: buffer.fromOffset, toOffset: buffer.toOffset, byType: buffer.byType };
-        files = files.concat(await writeFlush(deps.duck, deps.store, deps.workDir, batch));
+      const count = buffered;
+      lastAttempt = { startedAt, records: count };
+      let records = 0;
+      let files = 0;
+      let commits = 0;
+      for (const [type, partitions] of flushing) {
+        const flushed = await flushTable(type, partitions);
+        records += flushed.records;
+        files += flushed.files;
+        if (flushed.files > 0) commits++;
       }
-      await addFiles(tx, files);
-      await saveSourceOffsets(tx, progress);
-      await recordRun(tx, { job: LAKE_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records });
+      if (records > 0) await recordRun(tx, { job: LAKE_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records });
       return () => {
         lakeFlushSeconds.observe({}, (Date.now() - startedAt.getTime()) / 1000);
         lakeFlushRecords.inc({}, records);
-        for (const [partition] of flushing) buffers.delete(partition);
-        buffered -= records;
+        for (const [type] of flushing) buffers.delete(type);
+        buffered -= count;
         stats.written += records;
-        stats.files += files.length;
+        stats.replays_dropped += count - records;
+        stats.files += files;
+        stats.commits += commits;
       };
     },
 
     reset() {
       buffers.clear();
-      sourceOffsets.clear();
+      progress.clear();
       buffered = 0;
     },
 
     revoked(partitions) {
-      for (const p of partitions) {
-        buffered -= buffers.get(p.partition)?.records ?? 0;
-        buffers.delete(p.partition);
-        sourceOffsets.delete(p.partition);
+      for (const { partition } of partitions) {
+        for (const tables of buffers.values()) {
+          buffered -= tables.get(partition)?.values.length ?? 0;
+          tables.delete(partition);
+        }
+        for (const tables of progress.values()) tables.delete(partition);
       }
     },
 
