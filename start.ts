@@ -10,6 +10,7 @@ import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { exitOnStartupError, onShutdownSignal } from "./lib/process.ts";
 import { closeServices, openServices } from "./lib/services.ts";
+import { assertLakeUsable } from "./lib/lake/startup.ts";
 import { jobs } from "./workers/jobs.ts";
 
 /** A modest load from every domain, so a newcomer sees every part of the pipeline fill. */
@@ -36,6 +37,7 @@ const { values: flags } = parseArgs({ options: { demo: { type: "boolean", defaul
 const logger = createLogger({ process: "all-in-one" });
 try {
   const services = await openServices(loadConfig(), logger);
+  await assertLakeUsable(services.lake);
   // Jobs first: once the gateway answers, the whole process is up and SIGTERM is handled.
   const stopJobs = await Promise.all(Object.values(jobs).map((job) => job.start(services)));
   const gateway = await startGateway(services);

@@ -3,6 +3,7 @@ import { createLogger } from "../lib/log.ts";
 import { PROMETHEUS_CONTENT_TYPE, registry } from "../lib/metrics.ts";
 import { exitOnStartupError, onShutdownSignal } from "../lib/process.ts";
 import { closeServices, openServices } from "../lib/services.ts";
+import { assertLakeUsable } from "../lib/lake/startup.ts";
 import { jobs } from "./jobs.ts";
 
 /**
@@ -20,6 +21,7 @@ if (!selected) {
 const logger = createLogger({ process: "worker", jobs: selected.map((j) => j.name) });
 try {
   const services = await openServices(loadConfig(), logger);
+  await assertLakeUsable(services.lake);
   const stops = await Promise.all(selected.map((job) => job.start(services)));
   // This process's own figures (flush durations, open windows); consumer lag is on the gateway's /metrics.
   const metricsPort = services.config.metricsPort;
