@@ -56,7 +56,7 @@ export function createApp(services: Services, options: AppOptions) {
   const { dataDir, query } = services.config;
   let lakeReader: LakeReader | undefined;
   const reader = () => {
-    lakeReader ??= createLakeReader({ sql: services.db.sql, files: localFiles(services.lake, lakeCacheDir(dataDir)), tempDir: readerTempDir(dataDir), ...query });
+    lakeReader ??= createLakeReader({ store: services.lake, files: localFiles(services.lake, lakeCacheDir(dataDir)), tempDir: readerTempDir(dataDir), ...query });
     return lakeReader;
   };
   registerLakeEvents(app, { keyring, reader });

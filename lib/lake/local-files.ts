@@ -34,7 +34,7 @@ export function localFiles(store: ObjectStore, cacheDir: string): LocalFiles {
   const cached = new Set<string>();
   const fetchOne = async (key: string, path: string) => {
     const bytes = await store.get(key);
-    if (!bytes) throw new LakeError(`lake object ${key} is listed in the manifest but missing from ${store.root}`);
+    if (!bytes) throw new LakeError(`lake object ${key} is live in the Delta log but missing from ${store.root}`);
     await mkdir(dirname(path), { recursive: true });
     const temporary = `${path}.${crypto.randomUUID()}.part`;
     await writeFile(temporary, bytes);

@@ -1,11 +1,12 @@
 import { join } from "node:path";
-import type { Sql } from "postgres";
+import { z } from "zod";
 import { type DimensionName, dimensionNames, dimensions } from "../dims.ts";
 import { LakeError, QueryError, QueryRejectedError, QueryTimeoutError } from "../errors.ts";
 import { eventTypes } from "../events/index.ts";
 import { queryOutcomes, queryRunning } from "../metrics.ts";
-import { type LakeFile, lakeDims, liveFiles } from "../store/lake-files.ts";
 import { columnsOf, envelopeColumns, type LakeColumn, payloadColumns, viewNameOf } from "./columns.ts";
+import type { Add } from "./delta/actions.ts";
+import { tableLogsOf } from "./delta/log.ts";
 import { sqlString, sqlStringList } from "./duckdb.ts";
 import type { LocalFiles } from "./local-files.ts";
 import { createQueryPool, ProcessEndedError, type QueryLease } from "./query-pool.ts";
@@ -13,9 +14,13 @@ import type { JobReply } from "./query-protocol.ts";
 import { createQuerySlots } from "./query-slots.ts";
 import type { ResultBody } from "./result-body.ts";
 import { sqlTextProblem } from "./sql-guard.ts";
+import { dimTableOf, eventTableOf, fileKeyOf, hourPartitionFrom, hourStartOf } from "./tables.ts";
+import type { ObjectStore } from "./types.ts";
 
 export interface ReaderOptions {
-  sql: Sql;
+  /** The lake: each view reads the live files of its Delta table's latest snapshot. */
+  store: ObjectStore;
+  /** Local paths of the lake's objects (S3 objects are downloaded to a cache). */
   files: LocalFiles;
   /** The query processes' DuckDB spill directories go under this one, private to the reader. */
   tempDir: string;
@@ -46,46 +51,99 @@ const MAX_PROCESS_RSS = 512 * 1024 * 1024;
 export interface EventFilter {
   type: string;
   key?: string;
-  /** Input partition holding `key`: only its files are read. */
-  partition?: number;
   fromMs?: number;
   toMs?: number;
   limit: number;
 }
 
+/** What a read needs: files that cannot hold such rows are not read. */
+type FilePruning = Pick<EventFilter, "key" | "fromMs" | "toMs">;
+
+const HOUR_MS = 3_600_000;
+
 const emptyView = (columns: readonly LakeColumn[]) => `select ${columns.map((c) => `null::${c.duckType === "JSON" ? "VARCHAR" : c.duckType} as "${c.name}"`).join(", ")} where false`;
 
 /**
- * The rows of one type's live files, each event once. Compaction leaves one deduplicated file per
- * (hour, input partition); a repeat of an event always lands in the same hour and partition (same
- * event time, same key), so only groups that still have several files need deduplicating.
+ * The columns of `paths`' rows. A file written before a schema evolution lacks the newer columns: the
+ * union by name with the typed empty row set gives them as NULL even when none of the files has them.
  */
-async function typeView(type: string, files: LakeFile[], local: LocalFiles): Promise<string> {
-  const columns = [...envelopeColumns, ...payloadColumns(type)];
-  const projection = columns.map((c) => `"${c.name}"`).join(", ");
-  if (files.length === 0) return `select ${sqlString(type)} as type, * from (${emptyView(columns)})`;
-  const perGroup = new Map<string, LakeFile[]>();
-  for (const file of files) {
-    const id = `${file.hour}|${file.partition}`;
-    const group = perGroup.get(id);
-    if (group) group.push(file);
-    else perGroup.set(id, [file]);
+const filesView = (columns: readonly LakeColumn[], paths: string[]) =>
+  `select ${columns.map((c) => `"${c.name}"`).join(", ")} from (${emptyView(columns)} union all by name select * from read_parquet(${sqlStringList(paths)}, union_by_name = true))`;
+
+/** The min/max of `add.stats` this reader prunes by; other writers may leave any of it out. */
+const rangeStatsSchema = z.object({ minValues: z.record(z.string(), z.unknown()).optional(), maxValues: z.record(z.string(), z.unknown()).optional() });
+type RangeStats = z.infer<typeof rangeStatsSchema>;
+
+/** Parsed stats per `add` (snapshots keep their `add` objects from one refresh to the next). */
+const parsedStats = new WeakMap<Add, RangeStats | null>();
+
+function statsOf(add: Add): RangeStats | null {
+  let parsed = parsedStats.get(add);
+  if (parsed === undefined) {
+    try {
+      parsed = add.stats === undefined ? null : (rangeStatsSchema.safeParse(JSON.parse(add.stats)).data ?? null);
+    } catch {
+      parsed = null;
+    }
+    parsedStats.set(add, parsed);
   }
-  const single = [...perGroup.values()].filter((g) => g.length === 1).flat();
-  const several = [...perGroup.values()].filter((g) => g.length > 1).flat();
-  const read = async (group: LakeFile[]) => `read_parquet(${sqlStringList(await local.paths(group.map((f) => f.key)))}, union_by_name = true)`;
-  const parts: string[] = [];
-  if (single.length > 0) parts.push(`select ${projection} from ${await read(single)}`);
-  if (several.length > 0) parts.push(`select ${projection} from ${await read(several)} qualify row_number() over (partition by event_id order by ingest_time, event_time) = 1`);
-  return `select ${sqlString(type)} as type, * from (${parts.join(" union all ")})`;
+  return parsed;
 }
 
-async function dimView(name: DimensionName, key: string | undefined, local: LocalFiles): Promise<string> {
-  const columns = columnsOf(dimensions[name].schema.shape);
-  if (!key) return emptyView(columns);
-  const [path] = await local.paths([key]);
-  return `select ${columns.map((c) => `"${c.name}"`).join(", ")} from read_parquet(${sqlString(path ?? "")})`;
+/** A column's [min, max] when the stats hold both as strings. */
+function rangeOf(add: Add, column: string): [string, string] | undefined {
+  const stats = statsOf(add);
+  const min = stats?.minValues?.[column];
+  const max = stats?.maxValues?.[column];
+  return typeof min === "string" && typeof max === "string" ? [min, max] : undefined;
 }
+
+/** Code-point order, which is the UTF-8 byte order Parquet statistics use (UTF-16 `<` is not). */
+function compareCodePoints(a: string, b: string): number {
+  const left = a[Symbol.iterator]();
+  const right = b[Symbol.iterator]();
+  for (;;) {
+    const x = left.next();
+    const y = right.next();
+    if (x.done || y.done) return x.done && y.done ? 0 : x.done ? -1 : 1;
+    const difference = (x.value.codePointAt(0) ?? 0) - (y.value.codePointAt(0) ?? 0);
+    if (difference !== 0) return difference;
+  }
+}
+
+/**
+ * Whether the file may hold `key`. A writer may store a truncated prefix as the max (Spark keeps 32
+ * characters): every key above such a max and below the true one starts with it, so those are kept.
+ */
+function mayHoldKey(add: Add, key: string): boolean {
+  const range = rangeOf(add, "key");
+  if (!range) return true;
+  const [min, max] = range;
+  return compareCodePoints(key, min) >= 0 && (compareCodePoints(key, max) <= 0 || key.startsWith(max));
+}
+
+/** Whether the file's event times may reach into [fromMs, toMs): by its hour partition, then by its stats. */
+function mayHoldTimes(add: Add, fromMs = Number.NEGATIVE_INFINITY, toMs = Number.POSITIVE_INFINITY): boolean {
+  const partition = hourPartitionFrom(add.partitionValues);
+  const hour = partition ? hourStartOf(partition) : Number.NaN;
+  if (hour + HOUR_MS <= fromMs || hour >= toMs) return false;
+  const range = rangeOf(add, "event_time");
+  if (!range) return true;
+  const [min, max] = [Date.parse(range[0]), Date.parse(range[1])];
+  // Stats may be cut to milliseconds: the true max is below max + 1 ms. Unparsable stats (NaN) prune nothing.
+  return !(max + 1 <= fromMs || min >= toMs);
+}
+
+/** A view of the query: a type's (with a leading `type` column) or a dim's. */
+interface ViewSpec {
+  name: string;
+  table: string;
+  columns: readonly LakeColumn[];
+  type?: string;
+  pruning: FilePruning;
+}
+
+const mayMatch = (add: Add, filter: FilePruning) => mayHoldTimes(add, filter.fromMs, filter.toMs) && (filter.key === undefined || mayHoldKey(add, filter.key));
 
 const isKind = <K extends JobReply["kind"]>(reply: JobReply, kind: K): reply is Extract<JobReply, { kind: K }> => reply.kind === kind;
 
@@ -171,13 +229,29 @@ export function createLakeReader(options: ReaderOptions) {
     return settled;
   };
 
-  const views = async (types: string[], dims: readonly DimensionName[], filter: Parameters<typeof liveFiles>[1] = {}) => {
-    const files = types.length > 0 ? await liveFiles(options.sql, { ...filter, types }) : [];
+  const logs = tableLogsOf(options.store);
+
+  /** Object keys of the live files of `table`'s latest snapshot that may match; null when the table does not exist yet. */
+  const liveKeys = async (table: string, pruning: FilePruning): Promise<string[] | null> => {
+    const snapshot = await logs.snapshot(table);
+    if (!snapshot) return null;
+    return [...snapshot.files.values()].filter((add) => mayMatch(add, pruning)).map((add) => fileKeyOf(table, add.path));
+  };
+
+  /** The rows of the files, each once: the log lists every event in exactly one live file. */
+  const rowsOf = async (columns: readonly LakeColumn[], keys: string[] | null) => (keys && keys.length > 0 ? filesView(columns, await options.files.paths(keys)) : emptyView(columns));
+
+  const views = async (types: string[], dims: readonly DimensionName[], pruning: FilePruning = {}) => {
+    const specs: ViewSpec[] = [
+      ...types.map((type) => ({ name: viewNameOf(type), table: eventTableOf(type), columns: [...envelopeColumns, ...payloadColumns(type)], type, pruning })),
+      ...dims.map((name) => ({ name, table: dimTableOf(name), columns: columnsOf(dimensions[name].schema.shape), pruning: {} })),
+    ];
+    // Each snapshot costs a GET or more on S3: all are resolved at once, the files are then fetched view by view.
+    const keys = await Promise.all(specs.map((spec) => liveKeys(spec.table, spec.pruning)));
     const setup: string[] = [];
-    for (const type of types) setup.push(`create view "${viewNameOf(type)}" as ${await typeView(type, files.filter((f) => f.type === type), options.files)}`);
-    if (dims.length > 0) {
-      const stored = new Map((await lakeDims(options.sql)).map((d) => [d.name, d.key]));
-      for (const name of dims) setup.push(`create view "${name}" as ${await dimView(name, stored.get(name), options.files)}`);
+    for (const [i, spec] of specs.entries()) {
+      const rows = await rowsOf(spec.columns, keys[i] ?? null);
+      setup.push(`create view "${spec.name}" as ${spec.type === undefined ? rows : `select ${sqlString(spec.type)} as type, * from (${rows})`}`);
     }
     return setup;
   };
@@ -186,7 +260,7 @@ export function createLakeReader(options: ReaderOptions) {
 
   const eventsBody = (filter: EventFilter, asked: AskedBy = {}): Promise<ResultBody> =>
     inSlot("events", asked, async (lease) => {
-      const setup = await views([filter.type], [], { fromMs: filter.fromMs, toMs: filter.toMs, partitions: filter.partition === undefined ? undefined : [filter.partition] });
+      const setup = await views([filter.type], [], filter);
       const where: string[] = [];
       const values: (string | number)[] = [];
       if (filter.key !== undefined) {
@@ -233,7 +307,7 @@ export function createLakeReader(options: ReaderOptions) {
       });
     },
 
-    /** Events of one type, oldest first, reading only the hours (and partition) the filter allows: the body `{items}`. */
+    /** Events of one type, oldest first, reading only the files whose hour (and stats) the filter allows: the body `{items}`. */
     eventsBody,
 
     /** The same events, parsed (for callers inside the process, such as benchmarks). */

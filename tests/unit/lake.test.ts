@@ -1,16 +1,27 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { payloadColumns, viewNameOf } from "../../lib/lake/columns.ts";
 import { Duck } from "../../lib/lake/duckdb.ts";
-import { compactedFileKey, dimFileKey, flushFileKey, hourOf } from "../../lib/lake/layout.ts";
 import { allowedFunctions, checkParsedStatement } from "../../lib/lake/sql-allow-list.ts";
 import { MAX_SQL_BYTES, sqlTextProblem } from "../../lib/lake/sql-guard.ts";
+import { dimTableOf, eventTableOf, fileKeyOf, hourPartitionFrom, hourPartitionOf, hourStartOf, newDataFilePath, partitionValuesOf, writtenAt } from "../../lib/lake/tables.ts";
 
-test("lake keys: hive partitions by type, UTC date and hour; names carry partition and offsets", () => {
-  const t = Date.parse("2026-11-21T07:42:10.500Z");
-  expect(hourOf(t)).toBe(Date.parse("2026-11-21T07:00:00Z"));
-  expect(flushFileKey("sensor.reading", hourOf(t), "events.enriched", 3, 100, 199)).toBe("events/type=sensor.reading/date=2026-11-21/hour=07/events.enriched.p3.100-199.parquet");
-  expect(compactedFileKey("gps.fix", hourOf(t), 0, 5, 900)).toBe("events/type=gps.fix/date=2026-11-21/hour=07/compacted.p0.5-900.parquet");
-  expect(dimFileKey("cars", 4)).toBe("dims/cars/v4.parquet");
+test("lake tables: one per type and dim; data files named by partition and write time", () => {
+  expect(eventTableOf("vehicle.telemetry")).toBe("events/vehicle_telemetry");
+  expect(dimTableOf("car_colors")).toBe("dims/car_colors");
+  const partition = hourPartitionOf(Date.parse("2026-11-21T07:42:10.500Z"));
+  expect(partition).toEqual({ date: "2026-11-21", hour: 7 });
+  expect(hourStartOf(partition)).toBe(Date.parse("2026-11-21T07:00:00Z"));
+  expect(partitionValuesOf(partition)).toEqual({ date: "2026-11-21", hour: "7" });
+  expect(hourPartitionFrom({ date: "2026-11-21", hour: "7" })).toEqual(partition);
+  for (const bad of [{ date: "2026-11-21", hour: null }, { date: "21/11/2026", hour: "7" }, { hour: "7" }]) expect(hourPartitionFrom(bad)).toBeUndefined();
+  const now = Date.parse("2026-11-21T08:00:00Z");
+  const path = newDataFilePath(partition, "part", now);
+  expect(path).toMatch(new RegExp(`^date=2026-11-21/hour=7/part-${now}-[0-9a-f-]{36}\\.zstd\\.parquet$`));
+  expect(writtenAt(path)).toBe(now);
+  expect(writtenAt(newDataFilePath(undefined, "dim", now))).toBe(now);
+  // Files other writers made (Spark, delta-rs) cannot be dated by name: VACUUM leaves them to their tombstones.
+  expect(writtenAt("date=2026-11-21/hour=7/part-00000-1f2e-c000.snappy.parquet")).toBeUndefined();
+  expect(fileKeyOf("events/gps_fix", "date=2026-11-21/hour=7/a%20b.parquet")).toBe("events/gps_fix/date=2026-11-21/hour=7/a b.parquet");
 });
 
 test("lake columns follow the event schemas, with the enrichment for telemetry", () => {

@@ -1,5 +1,4 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { partitionFor } from "../../../lib/bus/partitioner.ts";
 import { eventTypes } from "../../../lib/events/index.ts";
 import type { LakeReader } from "../../../lib/lake/reader.ts";
 import type { Keyring } from "../../auth/keyring.ts";
@@ -28,7 +27,7 @@ const route = createRoute({
   tags: ["lake"],
   summary: "Events from the Parquet lake",
   description:
-    "Enriched events of one type whose event_time is in [from, to), oldest first, each once. Only the hours the range covers (and, with `key`, the one input partition holding that key) are read. An accepted event is here within about 15 s (LAKE_FLUSH_INTERVAL_MS). The read shares the lake query slots and deadline of POST /v1/query (429 when they are full) and its byte cap (`truncated: true`).",
+    "Enriched events of one type whose event_time is in [from, to), oldest first, each once. Only the files of the hours the range covers are read, less those whose Delta statistics rule out the range or `key`. An accepted event is here within about 15 s (LAKE_FLUSH_INTERVAL_MS). The read shares the lake query slots and deadline of POST /v1/query (429 when they are full) and its byte cap (`truncated: true`).",
   security: [{ bearer: [] }],
   request: {
     query: z.object({
@@ -71,10 +70,9 @@ export function registerLakeEvents(app: OpenAPIHono<AppEnv>, deps: { keyring: Ke
     const limit = parseLimit(query.limit, errors);
     const key = parseTextParam("key", query.key, errors);
     if (errors.length > 0 || !query.type) return invalidParams(c, errors);
-    const partition = key === undefined ? undefined : partitionFor(key, c.get("services").config.busPartitions);
     try {
       // The body was built where the query ran; it is passed on as bytes.
-      const result = await deps.reader().eventsBody({ type: query.type, key, partition, fromMs: from, toMs: to, limit }, { client: c.get("apiKey") });
+      const result = await deps.reader().eventsBody({ type: query.type, key, fromMs: from, toMs: to, limit }, { client: c.get("apiKey") });
       return c.body(result.body, 200, { "content-type": "application/json" });
     } catch (error) {
       const answer = lakeQueryProblem(c, error);
