@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createApp } from "../../api/app.ts";
+import { TableLog } from "../../lib/lake/delta/log.ts";
+import { openLake } from "../../lib/lake/index.ts";
+import { eventTableOf } from "../../lib/lake/tables.ts";
 import { closeServices, readiness, type Services } from "../../lib/services.ts";
-import { liveFiles } from "../../lib/store/lake-files.ts";
 import { jobs } from "../../workers/jobs.ts";
 import { lakeIdCounts } from "../support/lake.ts";
 import { services as realServices, uniqueName } from "../support/services.ts";
@@ -12,7 +14,7 @@ import { waitFor } from "../support/wait.ts";
 
 /**
  * The S3 server becomes unreachable (a real network cut between the sink and MinIO) while events keep
- * arriving: flushes fail and are logged as failed runs, nothing is listed, and once the network is back
+ * arriving: flushes fail and are logged as failed runs, nothing is committed, and once the network is back
  * every event reaches the lake exactly once.
  */
 const dir = tempDir("devpipe-lake-outage-");
@@ -55,13 +57,16 @@ afterAll(async () => {
 test("S3 unreachable: flushes fail and are retried; afterwards every event is in the lake once", async () => {
   expect((await post(readings(0, 50))).status).toBe(202);
   await waitFor(async () => (await lakeIdCounts(services, dir.path)).size === 50, { what: "the first 50 events in the lake" });
-  const listedBefore = (await liveFiles(services.db.sql)).length;
+  // The table as seen past the proxy, straight from MinIO.
+  const direct = openLake({ lake: services.config.lake, s3: { ...services.config.s3, endpoint: realServices().s3.endpoint } });
+  const committed = async () => (await new TableLog(direct, eventTableOf("gps.fix")).refresh()).version;
+  const versionBefore = await committed();
 
   proxy.cut();
   expect((await post(readings(50, 70))).status).toBe(202);
   await waitFor(async () => (await failedRuns()) >= 2, { timeoutMs: 30_000, what: "failed lake flushes in the runs log" });
-  // Nothing from the failed flushes is listed for readers.
-  expect((await liveFiles(services.db.sql)).length).toBe(listedBefore);
+  // Nothing from the failed flushes is committed for readers.
+  expect(await committed()).toBe(versionBefore);
   const [failure] = await services.db.sql<{ error: string | null; records: number }[]>`select error, records::int from pipeline_runs where job = 'lake' and status = 'failed' limit 1`;
   expect(failure?.error).toBeTruthy();
   expect(failure?.records).toBeGreaterThan(0);
