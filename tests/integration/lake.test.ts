@@ -2,12 +2,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { createApp } from "../../api/app.ts";
+import { tableLogsOf } from "../../lib/lake/delta/log.ts";
 import { Duck } from "../../lib/lake/duckdb.ts";
 import { lakeCacheDir, localFiles } from "../../lib/lake/local-files.ts";
+import { dimTableOf, eventTableOf } from "../../lib/lake/tables.ts";
 import { closeServices, type Services } from "../../lib/services.ts";
-import { lakeDims, liveFiles } from "../../lib/store/lake-files.ts";
 import { jobs } from "../../workers/jobs.ts";
 import { compactOnce } from "../../workers/lake/compaction.ts";
+import { vacuumOnce } from "../../workers/lake/vacuum.ts";
+import { lakeIdCounts } from "../support/lake.ts";
 import { services as realServices, uniqueName } from "../support/services.ts";
 import { serviceSetups } from "../support/setups.ts";
 import { tempDir } from "../support/tmp.ts";
@@ -72,14 +75,17 @@ for (const [name, setup] of Object.entries(setups)) {
       await request("/v1/dims/car_colors", [{ color_id: 1, color_name: "Black" }, { color_id: 2, color_name: "Silver" }], "PUT");
       await request("/v1/dims/cars", [{ car_id: 7, driver_id: 70, model_id: 1, color_id: 1 }, { car_id: 8, driver_id: 80, model_id: 1, color_id: 2 }], "PUT");
       stops = await Promise.all([jobs.enrich, jobs.lake].map((job) => job?.start(services, { commitIntervalMs: 100 }) ?? Promise.reject(new Error("job missing"))));
-      const accepted = await request("/v1/events", [...sensors, ...fixes, ...telemetry, ...activity]);
+      const accepted = await request("/v1/events", [...sensors.slice(0, 60), ...fixes, ...telemetry, ...activity]);
       expect(accepted.status, await accepted.clone().text()).toBe(202);
-      // A client retry of ten gps fixes (a type no view reads, so enrich passes it on) in a later flush.
+      // The rest of the readings in a later flush, so both closed hours have two files for compaction.
+      await waitFor(async () => (await count(`select count(*) from sensor_reading where event_id like '${run}-%'`)) === 60, { what: "the first readings in the lake" });
+      expect((await request("/v1/events", sensors.slice(60))).status).toBe(202);
+      await waitFor(async () => (await count(`select count(*) from sensor_reading where event_id like '${run}-%'`)) === sensors.length, { what: "all readings in the lake" });
+      // A client retry of ten gps fixes, after the first copies are in the lake: enrich drops the repeats.
       await waitFor(async () => (await count(`select count(*) from gps_fix where event_id like '${run}-%'`)) === fixes.length, { what: "gps fixes in the lake" });
       expect((await request("/v1/events", fixes.slice(0, 10))).status).toBe(202);
-      await waitFor(async () => (await liveFiles(services.db.sql, { types: ["gps.fix"] })).length >= 2, { what: "the retried fixes flushed" });
-      // The dims reach the lake as Parquet within the sink's dims poll (2 s).
-      await waitFor(async () => (await lakeDims(services.db.sql)).length === 3, { what: "the dims exported to the lake" });
+      // The dims reach the lake as Delta tables within the sink's dims poll (2 s).
+      await waitFor(async () => (await Promise.all(["car_models", "car_colors", "cars"].map((name) => tableLogsOf(services.lake).snapshot(dimTableOf(name as "cars"))))).every((s) => s !== null && s.files.size === 1), { what: "the dims exported to the lake" });
     });
     afterAll(async () => {
       await Promise.all(stops.map((stop) => stop()));
@@ -88,20 +94,18 @@ for (const [name, setup] of Object.entries(setups)) {
       dir.remove();
     });
 
-    test("files are laid out by type, date and hour of event time and named by partition and offset range", async () => {
-      const objects = await services.lake.list("events/");
-      expect(objects.length).toBeGreaterThan(0);
-      for (const { key } of objects) expect(key).toMatch(/^events\/type=[a-z.]+\/date=\d{4}-\d{2}-\d{2}\/hour=\d{2}\/.+\.p\d+\.\d+-\d+\.parquet$/);
-      const sensorHours = new Set(objects.filter((o) => o.key.startsWith("events/type=sensor.reading/")).map((o) => o.key.split("/").slice(2, 4).join("/")));
-      const expected = [hourA, hourB].map((h) => `date=${new Date(h).toISOString().slice(0, 10)}/hour=${new Date(h).toISOString().slice(11, 13)}`);
-      expect([...sensorHours].sort()).toEqual(expected.sort());
-      // Every listed file exists in storage and is named after its own partition and offsets.
-      const listed = await liveFiles(services.db.sql);
-      const stored = new Set(objects.map((o) => o.key));
-      for (const file of listed) {
-        expect(stored.has(file.key)).toBe(true);
-        expect(file.key).toEndWith(`.p${file.partition}.${file.fromOffset}-${file.toOffset}.parquet`);
-      }
+    test("each type is a Delta table partitioned by date and hour of event time; every live file is stored", async () => {
+      const snapshot = await tableLogsOf(services.lake).snapshot(eventTableOf("sensor.reading"));
+      expect(snapshot?.metadata.partitionColumns).toEqual(["date", "hour"]);
+      const live = [...(snapshot?.files.values() ?? [])];
+      const hours = new Set(live.map((f) => `date=${f.partitionValues.date}/hour=${f.partitionValues.hour}`));
+      const expected = [hourA, hourB].map((h) => `date=${new Date(h).toISOString().slice(0, 10)}/hour=${new Date(h).getUTCHours()}`);
+      expect([...hours].sort()).toEqual(expected.sort());
+      const stored = new Set((await services.lake.list(`${eventTableOf("sensor.reading")}/`)).map((o) => o.key));
+      for (const file of live) expect(stored.has(`${eventTableOf("sensor.reading")}/${file.path}`)).toBe(true);
+      const counts = await lakeIdCounts(services, dir.path);
+      expect(counts.size).toBeGreaterThanOrEqual(sensors.length + fixes.length + telemetry.length + activity.length);
+      expect([...counts.values()].every((n) => n === 1)).toBe(true);
     });
 
     test("GET /v1/events returns each event once, with enrichment and ingest_time, pruned by hour and key", async () => {
@@ -149,43 +153,53 @@ for (const [name, setup] of Object.entries(setups)) {
       expect(body.rows).toEqual([["Black", 1]]);
     });
 
-    test("compaction merges each closed hour into one file per partition while queries keep their answer", async () => {
-      const expectedSensors = sensors.length;
-      const compaction = (graceMs: number) =>
-        compactOnce({ sql: services.db.sql, store: services.lake, files: localFiles(services.lake, lakeCacheDir(dir.path)), duck, workDir: join(dir.path, "compact"), logger: services.logger, closeAfterMs: 0, retireGraceMs: graceMs });
-      const duck = await Duck.open();
+    test("compaction merges each closed hour into one file while queries keep their answer; VACUUM removes the old files later", async () => {
+      const expected = sensors.length + fixes.length;
+      const files = localFiles(services.lake, lakeCacheDir(dir.path));
+      const duck = await Duck.open({ threads: "1" });
       let stopQueries = false;
       const answers: number[] = [];
       const querying = (async () => {
-        while (!stopQueries) answers.push(await count(`select count(*) from sensor_reading where event_id like '${run}-%'`) + (await count(`select count(*) from gps_fix where event_id like '${run}-%'`)));
+        while (!stopQueries) answers.push((await count(`select count(*) from sensor_reading where event_id like '${run}-%'`)) + (await count(`select count(*) from gps_fix where event_id like '${run}-%'`)));
       })();
-      const before = await liveFiles(services.db.sql, { types: ["gps.fix", "sensor.reading"] });
-      const result = await compaction(60_000);
-      expect(result.merged).toBeGreaterThan(0);
+      const liveOf = async (type: string) => [...((await tableLogsOf(services.lake).snapshot(eventTableOf(type)))?.files.values() ?? [])].map((f) => ({ ...f, key: `${eventTableOf(type)}/${f.path}` }));
+      const before = [...(await liveOf("gps.fix")), ...(await liveOf("sensor.reading"))];
+      const result = await compactOnce({ sql: services.db.sql, store: services.lake, files, duck, workDir: join(dir.path, "compact"), logger: services.logger, closeAfterMs: 0 });
+      expect(result.groups).toBeGreaterThan(0);
       await Bun.sleep(300);
       stopQueries = true;
       await querying;
       duck.close();
       expect(answers.length).toBeGreaterThan(2);
-      expect(new Set(answers)).toEqual(new Set([expectedSensors + fixes.length]));
+      expect(new Set(answers)).toEqual(new Set([expected]));
 
-      const after = await liveFiles(services.db.sql, { types: ["gps.fix", "sensor.reading"] });
-      const groups = new Set(after.map((f) => `${f.type}|${f.hour}|${f.partition}`));
-      expect(after.length).toBe(groups.size);
-      expect(after.length).toBeLessThan(before.length);
-      expect(after.filter((f) => f.compacted).length).toBeGreaterThan(0);
-      // The retired files are deleted once their grace has passed.
-      const again = await compaction(0);
-      expect(again.deleted).toBe(before.filter((b) => !after.some((a) => a.key === b.key)).length);
-      const stored = new Set((await services.lake.list("events/")).map((o) => o.key));
-      for (const file of before.filter((b) => !after.some((a) => a.key === b.key))) expect(stored.has(file.key)).toBe(false);
-      expect(await count(`select count(*) from sensor_reading where event_id like '${run}-%'`)).toBe(expectedSensors);
+      for (const type of ["gps.fix", "sensor.reading"]) {
+        const after = await liveOf(type);
+        const hours = new Set(after.map((f) => `${f.partitionValues.date}/${f.partitionValues.hour}`));
+        expect({ type, files: after.length }).toEqual({ type, files: hours.size });
+      }
+      expect((await liveOf("sensor.reading")).every((f) => f.path.includes("/compacted-"))).toBe(true);
+      // The removed files stay for readers of older snapshots until the retention has passed.
+      const stored = async () => new Set((await services.lake.list("events/")).map((o) => o.key));
+      const afterKeys = new Set([...(await liveOf("gps.fix")), ...(await liveOf("sensor.reading"))].map((f) => f.key));
+      const removed = before.filter((f) => !afterKeys.has(f.key));
+      expect(removed.length).toBeGreaterThan(0);
+      const storedBefore = await stored();
+      expect(removed.every((f) => storedBefore.has(f.key))).toBe(true);
+      const kept = await vacuumOnce({ store: services.lake, files, logger: services.logger, retentionMs: 3_600_000 });
+      expect(kept.removed).toBe(0);
+      const swept = await vacuumOnce({ store: services.lake, files, logger: services.logger, retentionMs: 0 });
+      expect(swept.removed).toBe(removed.length);
+      const left = await stored();
+      expect(removed.some((f) => left.has(f.key))).toBe(false);
+      for (const type of ["gps.fix", "sensor.reading"]) for (const file of await liveOf(type)) expect(left.has(file.key)).toBe(true);
+      expect(await count(`select count(*) from sensor_reading where event_id like '${run}-%'`)).toBe(sensors.length);
       const runs = (await (await request("/v1/pipeline/runs?job=compaction&status=succeeded")).json()) as { items: { job: string; records: number }[] };
       expect(runs.items.length).toBeGreaterThan(0);
     });
 
     test("the runs log lists lake flushes newest first, filtered and paged", async () => {
-      // The setup flushed at least twice (the events, then the retried fixes).
+      // The setup flushed at least twice (the events, then the dims-enriched telemetry or the page view).
       const first = await request("/v1/pipeline/runs?job=lake&limit=1");
       expect(first.status).toBe(200);
       const page = (await first.json()) as { items: { job: string; status: string; started_at: string; finished_at: string; records: number }[]; next_cursor: string | null };

@@ -13,7 +13,7 @@ test("lake tables: one per type and dim; data files named by partition and write
   expect(hourStartOf(partition)).toBe(Date.parse("2026-11-21T07:00:00Z"));
   expect(partitionValuesOf(partition)).toEqual({ date: "2026-11-21", hour: "7" });
   expect(hourPartitionFrom({ date: "2026-11-21", hour: "7" })).toEqual(partition);
-  for (const bad of [{ date: "2026-11-21", hour: null }, { date: "21/11/2026", hour: "7" }, { hour: "7" }]) expect(hourPartitionFrom(bad)).toBeUndefined();
+  for (const bad of [{ date: "2026-11-21", hour: null }, { date: "21/11/2026", hour: "7" }, { hour: "7" }] as Record<string, string | null>[]) expect(hourPartitionFrom(bad)).toBeUndefined();
   const now = Date.parse("2026-11-21T08:00:00Z");
   const path = newDataFilePath(partition, "part", now);
   expect(path).toMatch(new RegExp(`^date=2026-11-21/hour=7/part-${now}-[0-9a-f-]{36}\\.zstd\\.parquet$`));
