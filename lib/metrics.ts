@@ -113,9 +113,10 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  */
 export const registry = new Registry();
 
-export const lakeFlushSeconds = registry.histogram("devpipe_lake_flush_duration_seconds", "Time to write, upload and list one lake flush", LATENCY_BUCKETS);
+export const lakeFlushSeconds = registry.histogram("devpipe_lake_flush_duration_seconds", "Time to write, upload and commit one lake flush", LATENCY_BUCKETS);
 export const lakeFlushRecords = registry.counter("devpipe_lake_flushed_records_total", "Events written to the lake");
 export const lakeFlushFailures = registry.counter("devpipe_lake_flush_failures_total", "Lake flushes that failed (retried at the next checkpoint)");
+export const deltaCommits = registry.counter("devpipe_lake_delta_commits_total", "Delta log commits by operation and outcome (committed; retried: lost the race to a compatible commit and moved on; conflict: refused)");
 
 export const ingestEvents = registry.counter("devpipe_ingest_events_total", "Ingested records by event type and outcome (accepted, rejected, unavailable)");
 export const httpRequestSeconds = registry.histogram("devpipe_http_request_duration_seconds", "Gateway request latency by method, route and status", LATENCY_BUCKETS);

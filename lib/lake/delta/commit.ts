@@ -1,5 +1,6 @@
 import { DeltaConflictError, LakeError } from "../../errors.ts";
 import { log } from "../../log.ts";
+import { deltaCommits } from "../../metrics.ts";
 import type { ObjectStore } from "../types.ts";
 import { type Action, encodeCommit, type Metadata } from "./actions.ts";
 import { CHECKPOINT_INTERVAL, writeCheckpoint } from "./checkpoint.ts";
@@ -77,9 +78,11 @@ export async function commit(store: ObjectStore, table: string, actions: readonl
   const commitInfo = { timestamp: Date.now(), operation: options.operation ?? "WRITE", readVersion: options.readVersion, isBlindAppend: options.isBlindAppend };
   const body = encodeCommit(actions.some((a) => "commitInfo" in a) ? actions : [{ commitInfo }, ...actions]);
 
+  const operation = commitInfo.operation;
   let version = options.readVersion + 1;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     if (await store.putIfAbsent(commitKey(table, version), body)) {
+      deltaCommits.inc({ operation, outcome: "committed" });
       await checkpointIfDue(store, table, version, options);
       return version;
     }
@@ -88,9 +91,13 @@ export async function commit(store: ObjectStore, table: string, actions: readonl
       const winner = await readCommit(store, table, version);
       if (!winner) break;
       const reason = conflictReason(intent, winner);
-      if (reason) throw new DeltaConflictError(table, version, reason);
+      if (reason) {
+        deltaCommits.inc({ operation, outcome: "conflict" });
+        throw new DeltaConflictError(table, version, reason);
+      }
       version++;
     }
+    deltaCommits.inc({ operation, outcome: "retried" });
   }
   throw new LakeError(`Delta commit to ${table} gave up after ${maxAttempts} attempts (read version ${options.readVersion}, last tried ${version})`, { retriable: true });
 }
