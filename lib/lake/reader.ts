@@ -230,11 +230,17 @@ export function createLakeReader(options: ReaderOptions) {
   };
 
   const logs = tableLogsOf(options.store);
+  /** The snapshot version whose live set the download cache last heard of, per table. */
+  const retainedAt = new Map<string, number>();
 
   /** Object keys of the live files of `table`'s latest snapshot that may match; null when the table does not exist yet. */
   const liveKeys = async (table: string, pruning: FilePruning): Promise<string[] | null> => {
     const snapshot = await logs.snapshot(table);
     if (!snapshot) return null;
+    if (retainedAt.get(table) !== snapshot.version) {
+      retainedAt.set(table, snapshot.version);
+      await options.files.retain(`${table}/`, new Set([...snapshot.files.keys()].map((path) => fileKeyOf(table, path))));
+    }
     return [...snapshot.files.values()].filter((add) => mayMatch(add, pruning)).map((add) => fileKeyOf(table, add.path));
   };
 
