@@ -10,8 +10,8 @@ import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { exitOnStartupError, onShutdownSignal } from "./lib/process.ts";
 import { closeServices, openServices } from "./lib/services.ts";
-import { assertLakeUsable } from "./lib/lake/startup.ts";
 import { jobs } from "./workers/jobs.ts";
+import { assertLakeUsable } from "./lib/lake/startup.ts";
 
 /** A modest load from every domain, so a newcomer sees every part of the pipeline fill. */
 const demoLoad: [domain: string, devices: number, rate: number][] = [

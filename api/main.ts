@@ -2,8 +2,8 @@ import { loadConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/log.ts";
 import { exitOnStartupError, onShutdownSignal } from "../lib/process.ts";
 import { closeServices, openServices } from "../lib/services.ts";
-import { assertLakeUsable } from "../lib/lake/startup.ts";
 import { startGateway } from "./server.ts";
+import { assertLakeUsable } from "../lib/lake/startup.ts";
 
 /** `bun run api`: the gateway alone (services mode scales it out; the workers run elsewhere). */
 const logger = createLogger({ process: "api" });

@@ -1,15 +1,20 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Action } from "../../lib/lake/delta/actions.ts";
+import { writeCheckpoint } from "../../lib/lake/delta/checkpoint.ts";
+import { cleanupLog } from "../../lib/lake/delta/cleanup.ts";
 import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
-import { readSnapshot, TableLog } from "../../lib/lake/delta/log.ts";
+import { readCheckpoint, readSnapshot, TableLog } from "../../lib/lake/delta/log.ts";
 import { checkpointKey, commitKey, lastCheckpointKey } from "../../lib/lake/delta/paths.ts";
 import { eventPartitionColumns, eventTableColumns } from "../../lib/lake/delta/schema.ts";
 import type { Snapshot } from "../../lib/lake/delta/snapshot.ts";
 import { createDirStore } from "../../lib/lake/dir-store.ts";
 import { Duck, sqlString } from "../../lib/lake/duckdb.ts";
+
+/** A tombstone within the default retention, so checkpoints keep it. */
+const deletedAt = Date.now() - 60_000;
 import type { ObjectStore } from "../../lib/lake/types.ts";
 
 let root: string;
@@ -44,7 +49,7 @@ beforeAll(async () => {
   for (let v = 1; v <= 12; v++) {
     const actions: Action[] =
       v === 6
-        ? [{ remove: { path: "f1.parquet", deletionTimestamp: 1_700_000_500_000, dataChange: false, partitionValues: { date: "2026-11-21", hour: "1" }, size: 11 } }, add("compacted-1.parquet", 1)]
+        ? [{ remove: { path: "f1.parquet", deletionTimestamp: deletedAt, dataChange: false, partitionValues: { date: "2026-11-21", hour: "1" }, size: 11 } }, add("compacted-1.parquet", 1)]
         : [add(`f${v}.parquet`, v % 24), { txn: { appId: `sink-p${v % 3}`, version: v * 100, lastUpdated: 1_700_000_000_000 } }];
     await commit(store, table, actions, { readVersion: v - 1, isBlindAppend: v !== 6 });
   }
@@ -80,7 +85,7 @@ test("a fresh reader from checkpoint + tail sees the snapshot that replaying eve
   expect(fromCheckpoint.version).toBe(12);
   expect(comparable(fromCheckpoint)).toEqual(comparable(fromJson));
   expect(fromCheckpoint.files.has("f1.parquet")).toBe(false);
-  expect(fromCheckpoint.tombstones.get("f1.parquet")?.deletionTimestamp).toBe(1_700_000_500_000);
+  expect(fromCheckpoint.tombstones.get("f1.parquet")?.deletionTimestamp).toBe(deletedAt);
   expect(fromCheckpoint.txns.get("sink-p0")).toBe(1200);
 });
 
@@ -103,4 +108,71 @@ test("after log cleanup, readers (fresh or cached behind it) start from the chec
   } finally {
     await rm(copyRoot, { recursive: true, force: true });
   }
+});
+
+test("a checkpoint leaves out tombstones older than the retention; recent and undated ones stay", async () => {
+  const snapshot = await readSnapshot(store, table);
+  const now = Date.now();
+  const tombstone = (path: string, deletionTimestamp?: number) => ({ path, dataChange: false, ...(deletionTimestamp === undefined ? {} : { deletionTimestamp }) });
+  const tombstones = new Map([tombstone("old.parquet", now - 25 * 3_600_000), tombstone("recent.parquet", now - 60_000), tombstone("undated.parquet")].map((t) => [t.path, t]));
+  const target = "events/retention_checkpoint";
+  await writeCheckpoint(store, target, { ...snapshot, tombstones }, { retentionMs: 24 * 3_600_000, now });
+  const actions = await readCheckpoint(store, checkpointKey(target, snapshot.version));
+  expect(actions.flatMap((a) => ("remove" in a ? [a.remove.path] : [])).sort()).toEqual(["recent.parquet", "undated.parquet"]);
+  expect(actions.filter((a) => "add" in a)).toHaveLength(snapshot.files.size);
+  // The default retention is LAKE_RETENTION_S's default, 24 hours.
+  await writeCheckpoint(store, target, { ...snapshot, tombstones });
+  const byDefault = await readCheckpoint(store, checkpointKey(target, snapshot.version));
+  expect(byDefault.flatMap((a) => ("remove" in a ? [a.remove.path] : [])).sort()).toEqual(["recent.parquet", "undated.parquet"]);
+});
+
+describe("log cleanup", () => {
+  const minute = 60_000;
+  const base = 1_800_000_000_000;
+  let cleanRoot: string;
+  let clean: ObjectStore;
+  const cleaned = "events/cleanup";
+  const logVersions = async (kind: "json" | "checkpoint.parquet") =>
+    (await clean.list(`${cleaned}/_delta_log/`)).flatMap((o) => (o.key.endsWith(`.${kind}`) ? [Number(/(\d{20})\./.exec(o.key)?.[1])] : []));
+
+  beforeAll(async () => {
+    cleanRoot = await mkdtemp(join(tmpdir(), "delta-cleanup-"));
+    clean = createDirStore(cleanRoot);
+    await ensureTable(clean, cleaned, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
+    // Version v is committed at base + v minutes; checkpoints land at 10 and 20.
+    for (let v = 1; v <= 25; v++) {
+      await commit(clean, cleaned, [{ commitInfo: { timestamp: base + v * minute, operation: "WRITE" } }, add(`f${v}.parquet`, v % 24)], { readVersion: v - 1, isBlindAppend: true });
+    }
+  });
+  afterAll(() => rm(cleanRoot, { recursive: true, force: true }));
+
+  test("nothing goes while every checkpoint's commit is younger than the retention", async () => {
+    expect(await cleanupLog(clean, cleaned, { retentionMs: 60 * minute, now: base + 30 * minute })).toEqual({ startsAt: undefined, deleted: 0 });
+    expect(await logVersions("json")).toHaveLength(26);
+  });
+
+  test("entries below the newest expired checkpoint go; that checkpoint and everything after it stay", async () => {
+    const before = comparable(await readSnapshot(clean, cleaned));
+    // Cutoff between commits 15 and 16: checkpoint 20 is too young, 10 is the newest expired one.
+    expect(await cleanupLog(clean, cleaned, { retentionMs: 60 * minute, now: base + 75.5 * minute })).toEqual({ startsAt: 10, deleted: 10 });
+    expect(await logVersions("json")).toEqual(Array.from({ length: 16 }, (_, i) => 10 + i));
+    expect(await logVersions("checkpoint.parquet")).toEqual([10, 20]);
+    expect(comparable(await readSnapshot(clean, cleaned))).toEqual(before);
+    // Everything expired: the log starts at checkpoint 20; running it again deletes nothing more.
+    expect(await cleanupLog(clean, cleaned, { retentionMs: 60 * minute, now: base + 200 * minute })).toEqual({ startsAt: 20, deleted: 11 });
+    expect(await cleanupLog(clean, cleaned, { retentionMs: 60 * minute, now: base + 200 * minute })).toEqual({ startsAt: 20, deleted: 0 });
+    expect(await logVersions("json")).toEqual([20, 21, 22, 23, 24, 25]);
+    expect(await logVersions("checkpoint.parquet")).toEqual([20]);
+    expect(comparable(await readSnapshot(clean, cleaned))).toEqual(before);
+  });
+
+  test("a checkpoint past _last_checkpoint is not used: readers cached behind it would not learn of the cleanup", async () => {
+    const other = "events/cleanup_hint";
+    await ensureTable(clean, other, { columns: eventTableColumns("sensor.reading"), partitionColumns: eventPartitionColumns.map((c) => c.name) });
+    for (let v = 1; v <= 20; v++) await commit(clean, other, [{ commitInfo: { timestamp: base + v * minute } }, add(`f${v}.parquet`, v % 24)], { readVersion: v - 1, isBlindAppend: true });
+    await clean.put(lastCheckpointKey(other), new TextEncoder().encode(JSON.stringify({ version: 10, size: 13 })));
+    expect(await cleanupLog(clean, other, { retentionMs: minute, now: base + 100 * minute })).toEqual({ startsAt: 10, deleted: 10 });
+    await clean.delete([lastCheckpointKey(other)]);
+    expect(await cleanupLog(clean, other, { retentionMs: minute, now: base + 100 * minute })).toEqual({ startsAt: undefined, deleted: 0 });
+  });
 });

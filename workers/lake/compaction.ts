@@ -1,13 +1,20 @@
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { z } from "zod";
 import type { Sql } from "../../lib/db/index.ts";
-import { envelopeColumns, payloadColumns } from "../../lib/lake/columns.ts";
+import { DeltaConflictError, LakeError } from "../../lib/errors.ts";
+import { eventTypes } from "../../lib/events/index.ts";
+import { copyToDataFiles, uploadDataFiles } from "../../lib/lake/data-files.ts";
+import type { Action, Add, Metadata } from "../../lib/lake/delta/actions.ts";
+import { commit } from "../../lib/lake/delta/commit.ts";
+import { tableLogsOf } from "../../lib/lake/delta/log.ts";
+import { type DeltaType, parseSchemaString } from "../../lib/lake/delta/schema.ts";
+import type { Snapshot } from "../../lib/lake/delta/snapshot.ts";
 import { type Duck, sqlString, sqlStringList } from "../../lib/lake/duckdb.ts";
-import { compactedFileKey } from "../../lib/lake/layout.ts";
 import type { LocalFiles } from "../../lib/lake/local-files.ts";
+import { eventTableOf, fileKeyOf, type HourPartition, hourPartitionFrom, hourStartOf } from "../../lib/lake/tables.ts";
 import type { ObjectStore } from "../../lib/lake/types.ts";
 import type { Logger } from "../../lib/log.ts";
-import { CompactionConflictError, compactableGroups, forgetFiles, isLive, type LakeFile, replaceFiles, retiredFiles } from "../../lib/store/lake-files.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 
 export const COMPACTION_JOB = "compaction";
@@ -18,79 +25,168 @@ export const COMPACTION_JOB = "compaction";
 const ROW_GROUP_ROWS = 16_384;
 /** Groups merged per run, so one run stays short. */
 const GROUPS_PER_RUN = 50;
+const HOUR_MS = 3_600_000;
 
 export interface CompactionDeps {
   sql: Sql;
   store: ObjectStore;
   files: LocalFiles;
+  /** One thread: with more, DuckDB's partitioned COPY writes the sorted row groups in any order. */
   duck: Duck;
   workDir: string;
   logger: Logger;
   /** An hour is closed this long after it ends. */
   closeAfterMs: number;
-  /** Retired files stay readable this long: longer than any query that listed them can run. */
-  retireGraceMs: number;
+  /** Groups merged per run (default 50). */
+  maxGroups?: number;
+  /** LAKE_RETENTION_S, for the checkpoints its commits write. */
+  retentionMs?: number;
 }
 
-/** Merges one closed hour of one input partition into a single file, each event once, sorted by key and time. */
-async function compactGroup(deps: CompactionDeps, group: LakeFile[]): Promise<number> {
-  const [first] = group;
-  if (!first) return 0;
-  const startedAt = new Date();
-  const fromOffset = Math.min(...group.map((f) => f.fromOffset));
-  const toOffset = Math.max(...group.map((f) => f.toOffset));
-  const key = compactedFileKey(first.type, first.hour, first.partition, fromOffset, toOffset);
-  const output = join(deps.workDir, `compact-${crypto.randomUUID()}.parquet`);
-  const columns = [...envelopeColumns, ...payloadColumns(first.type)].map((c) => `"${c.name}"`).join(", ");
+/** What merging one group needs (no database: the caller records the run). */
+export type GroupDeps = Pick<CompactionDeps, "store" | "files" | "duck" | "workDir" | "logger" | "retentionMs">;
+
+/** The live files of one closed hour of one event table: merged into one file by one commit. */
+export interface CompactionGroup {
+  table: string;
+  partition: HourPartition;
+  files: Add[];
+}
+
+export type CompactionOutcome =
+  | { status: "committed"; version: number; rows: number; outputs: string[] }
+  /** Another commit removed an input first; `outputs` were deleted again. */
+  | { status: "conflict"; rows: number; outputs: string[] };
+
+const DUCK_TYPE_OF: Record<DeltaType, string> = { string: "VARCHAR", long: "BIGINT", integer: "INTEGER", double: "DOUBLE", boolean: "BOOLEAN", timestamp: "TIMESTAMPTZ", date: "DATE" };
+const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
+const numRecordsSchema = z.object({ numRecords: z.number().int().nonnegative() });
+
+/** Rows in a file by its `add.stats`, or undefined when the writer recorded none. */
+function numRecordsOf(add: Add): number | undefined {
+  if (!add.stats) return undefined;
   try {
-    const paths = await deps.files.paths(group.map((f) => f.key));
-    const copied = await deps.duck.query(`
-      copy (select ${columns} from read_parquet(${sqlStringList(paths)}, union_by_name = true)
-            qualify row_number() over (partition by event_id order by ingest_time, event_time) = 1
-            order by key, event_time)
-      to ${sqlString(output)} (format parquet, compression zstd, row_group_size ${ROW_GROUP_ROWS})`);
-    // COPY answers with the number of rows it wrote.
-    const rows = Number(copied.rows[0]?.[0] ?? 0);
-    await deps.store.putFile(key, output);
-    const merged: LakeFile = { key, type: first.type, hour: first.hour, partition: first.partition, fromOffset, toOffset, rows, bytes: (await stat(output)).size, compacted: true };
-    try {
-      await deps.sql.begin(async (tx) => {
-        await replaceFiles(tx, merged, group.map((f) => f.key).filter((k) => k !== key));
-        await recordRun(tx, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records: rows });
-      });
-    } catch (error) {
-      if (!(error instanceof CompactionConflictError)) throw error;
-      // The winner merged the same group under the same key (same bytes) or a different one: only an output
-      // nobody listed is ours to remove.
-      if (!(await isLive(deps.sql, key))) await deps.store.delete([key]);
-      deps.logger.info("compaction skipped: another compactor changed the group", { key, reason: error.message });
-      return 0;
-    }
-    return group.length;
-  } catch (error) {
-    await recordRun(deps.sql, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "failed", records: 0, error: error instanceof Error ? error.message : String(error) }).catch(() => undefined);
-    throw error;
-  } finally {
-    await rm(output, { force: true });
+    return numRecordsSchema.safeParse(JSON.parse(add.stats)).data?.numRecords;
+  } catch {
+    return undefined;
   }
+}
+
+/** Closed hours with more than one live file, oldest first, at most `max`. */
+export function compactableGroups(table: string, snapshot: Snapshot, closedBefore: number, max: number): CompactionGroup[] {
+  const byHour = new Map<string, CompactionGroup>();
+  for (const add of snapshot.files.values()) {
+    const partition = hourPartitionFrom(add.partitionValues);
+    if (!partition || hourStartOf(partition) + HOUR_MS > closedBefore) continue;
+    const id = `${partition.date}/${String(partition.hour).padStart(2, "0")}`;
+    const group = byHour.get(id) ?? { table, partition, files: [] };
+    group.files.push(add);
+    byHour.set(id, group);
+  }
+  return [...byHour.entries()]
+    .filter(([, group]) => group.files.length > 1)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .slice(0, max)
+    .map(([, group]) => group);
 }
 
 /**
- * One compaction pass: merges closed hours that have several files, then deletes files retired longer
- * ago than the grace period. Queries list files in the manifest at their start and the files they
- * listed stay in storage for the grace period, so a query never sees a row twice or misses one.
+ * The table's current columns (files written before a column was added lack it: null there) followed by
+ * the partition's date and hour as constants, rows sorted by key and event time. Nothing is deduplicated:
+ * each event is in one live file, and compaction must not change data.
  */
-export async function compactOnce(deps: CompactionDeps): Promise<{ merged: number; deleted: number }> {
-  // Several workers may compact at once: the same group gives the same key and the same bytes, and
-  // replaceFiles lets only one of them retire the group's files.
-  await mkdir(deps.workDir, { recursive: true });
-  let merged = 0;
-  for (const group of await compactableGroups(deps.sql, Date.now() - deps.closeAfterMs, GROUPS_PER_RUN)) merged += await compactGroup(deps, group);
-  const retired = await retiredFiles(deps.sql, deps.retireGraceMs);
-  if (retired.length > 0) {
-    await deps.store.delete(retired);
-    await deps.files.evict(retired);
-    await forgetFiles(deps.sql, retired);
+async function mergeSelect(duck: Duck, metadata: Metadata, paths: string[], partition: HourPartition): Promise<string> {
+  const source = `read_parquet(${sqlStringList(paths)}, union_by_name = true)`;
+  const present = new Set((await duck.query(`describe select * from ${source}`)).rows.map(([name]) => String(name)));
+  const columns = parseSchemaString(metadata.schemaString)
+    .filter((c) => !metadata.partitionColumns.includes(c.name))
+    .map((c) => (present.has(c.name) ? ident(c.name) : `null::${DUCK_TYPE_OF[c.type]} as ${ident(c.name)}`));
+  return `select ${columns.join(", ")}, DATE ${sqlString(partition.date)} as "date", ${partition.hour}::INTEGER as "hour" from ${source} order by "key", "event_time"`;
+}
+
+/**
+ * Merges one group read from `snapshot` into one file and commits it as OPTIMIZE: the inputs removed and
+ * the output added with dataChange false, planned against `snapshot.version`. Appends committed meanwhile
+ * (into the same hour too) do not conflict; a commit that removed an input first does, and then the
+ * output, which was never live, is deleted.
+ */
+export async function compactGroup(deps: GroupDeps, snapshot: Snapshot, group: CompactionGroup): Promise<CompactionOutcome> {
+  const { store, logger } = deps;
+  const { table, partition } = group;
+  const outDir = join(deps.workDir, `compact-${crypto.randomUUID()}`);
+  try {
+    const paths = await deps.files.paths(group.files.map((f) => fileKeyOf(table, f.path)));
+    const written = await copyToDataFiles(deps.duck, await mergeSelect(deps.duck, snapshot.metadata, paths, partition), outDir, { partitioned: true, rowGroupRows: ROW_GROUP_ROWS });
+    const rows = written.reduce((sum, f) => sum + f.numRecords, 0);
+    const counts = group.files.map(numRecordsOf);
+    const expected = counts.every((n) => n !== undefined) ? counts.reduce<number>((sum, n) => sum + (n ?? 0), 0) : rows;
+    if (rows !== expected || written.some((f) => f.partition?.date !== partition.date || f.partition.hour !== partition.hour)) {
+      throw new LakeError(`compaction of ${table} ${partition.date} hour ${partition.hour} wrote ${rows} rows in ${written.length} files for ${expected} rows in ${group.files.length}; nothing committed`);
+    }
+    const adds = await uploadDataFiles(store, table, written, "compacted", false);
+    const outputs = adds.map((a) => fileKeyOf(table, a.path));
+    const deletionTimestamp = Date.now();
+    const actions: Action[] = [
+      ...group.files.map((f): Action => ({ remove: { path: f.path, deletionTimestamp, dataChange: false, extendedFileMetadata: true, partitionValues: f.partitionValues, size: f.size } })),
+      ...adds.map((add): Action => ({ add })),
+    ];
+    try {
+      const version = await commit(store, table, actions, { readVersion: snapshot.version, isBlindAppend: false, operation: "OPTIMIZE", tableLog: tableLogsOf(store).log(table), retentionMs: deps.retentionMs });
+      return { status: "committed", version, rows, outputs };
+    } catch (error) {
+      if (!(error instanceof DeltaConflictError)) throw error;
+      await store.delete(outputs);
+      logger.info("compaction skipped: another commit removed the group's files first", { table, date: partition.date, hour: partition.hour, reason: error.message });
+      return { status: "conflict", rows, outputs };
+    }
+  } finally {
+    await rm(outDir, { recursive: true, force: true });
   }
-  return { merged, deleted: retired.length };
+}
+
+export interface CompactionResult {
+  /** Groups merged and committed. */
+  groups: number;
+  /** Input files those commits removed. */
+  merged: number;
+  rows: number;
+  /** Groups another compactor committed first. */
+  conflicts: number;
+}
+
+/**
+ * One OPTIMIZE pass over every event table: closed hours with several live files in the latest snapshot
+ * are merged, one commit per hour. Several workers may run it at once: each group's commit removes its
+ * inputs, so of two compactors of the same hour exactly one commits. Removed files stay until VACUUM.
+ */
+export async function compactOnce(deps: CompactionDeps): Promise<CompactionResult> {
+  await mkdir(deps.workDir, { recursive: true });
+  const result: CompactionResult = { groups: 0, merged: 0, rows: 0, conflicts: 0 };
+  let budget = deps.maxGroups ?? GROUPS_PER_RUN;
+  for (const type of eventTypes.keys()) {
+    if (budget <= 0) break;
+    const table = eventTableOf(type);
+    const snapshot = await tableLogsOf(deps.store).snapshot(table);
+    if (!snapshot) continue;
+    const groups = compactableGroups(table, snapshot, Date.now() - deps.closeAfterMs, budget);
+    budget -= groups.length;
+    for (const group of groups) {
+      const startedAt = new Date();
+      try {
+        const outcome = await compactGroup(deps, snapshot, group);
+        if (outcome.status === "conflict") {
+          result.conflicts++;
+          continue;
+        }
+        result.groups++;
+        result.merged += group.files.length;
+        result.rows += outcome.rows;
+        await recordRun(deps.sql, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "succeeded", records: outcome.rows });
+      } catch (error) {
+        await recordRun(deps.sql, { job: COMPACTION_JOB, startedAt, finishedAt: new Date(), status: "failed", records: 0, error: error instanceof Error ? error.message : String(error) }).catch(() => undefined);
+        throw error;
+      }
+    }
+  }
+  return result;
 }

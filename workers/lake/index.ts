@@ -6,48 +6,88 @@ import type { StreamJob } from "../runner.ts";
 import { compactOnce } from "./compaction.ts";
 import { exportChangedDims } from "./dims-export.ts";
 import { createLakeJob } from "./job.ts";
+import { vacuumOnce } from "./vacuum.ts";
 
 const DIMS_POLL_MS = 2_000;
+const VACUUM_INTERVAL_MS = 3_600_000;
+/** VACUUM's first run, shortly after start: long enough not to compete with the sink's start-up. */
+const VACUUM_FIRST_RUN_MS = 30_000;
+
+/** Runs tasks one at a time: a tick that finds the lane busy is skipped. */
+class Lane {
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly onError: (what: string, error: unknown) => void) {}
+
+  run(what: string, task: () => Promise<unknown>): void {
+    if (this.running) return;
+    this.running = task()
+      .then(() => undefined)
+      .catch((error: unknown) => this.onError(what, error))
+      .finally(() => {
+        this.running = undefined;
+      });
+  }
+
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+}
 
 /**
- * The lake sink plus its maintenance in the same process: dims exported when they change and closed
- * hours compacted, each on its own timer and its own DuckDB (a connection runs one statement at a time).
+ * The lake sink plus its maintenance in the same process: dims exported when they change, closed hours
+ * compacted, and VACUUM. Dims export and compaction share a DuckDB (a connection runs one statement at a
+ * time), so they take turns in one lane; VACUUM needs no DuckDB and has its own lane.
  */
 export async function createLakeSink(services: Services): Promise<StreamJob> {
   const logger = services.logger.child({ job: "lake" });
   const workDir = join(services.config.dataDir, "lake-work", String(process.pid));
   const sinkDuck = await Duck.open({ threads: "2", memory_limit: "2GB" });
+  // One thread also keeps a compacted file's row groups in sort order (see CompactionDeps.duck).
   const maintenanceDuck = await Duck.open({ threads: "1", memory_limit: "1GB" });
   const files = localFiles(services.lake, lakeCacheDir(services.config.dataDir));
-  const job = createLakeJob({ sql: services.db.sql, store: services.lake, duck: sinkDuck, workDir: join(workDir, "flush"), topics: services.topics, logger });
-  const { compactIntervalMs, compactAfterMs } = services.config.lakeSink;
-  const maintenance = { sql: services.db.sql, store: services.lake, duck: maintenanceDuck, workDir: join(workDir, "maintenance") };
+  const { compactIntervalMs, compactAfterMs, retentionMs } = services.config.lakeSink;
+  const job = createLakeJob({ sql: services.db.sql, store: services.lake, duck: sinkDuck, workDir: join(workDir, "flush"), topics: services.topics, logger, retentionMs });
+  const maintenance = { sql: services.db.sql, store: services.lake, duck: maintenanceDuck, workDir: join(workDir, "maintenance"), logger, retentionMs };
 
-  /** One maintenance task at a time; a tick that finds one running is skipped. */
-  let busy = false;
-  const every = (ms: number, what: string, task: () => Promise<unknown>) =>
-    setInterval(() => {
-      if (busy) return;
-      busy = true;
-      task()
-        .catch((error: unknown) => logger.error(`${what} failed; retried on the next tick`, { error }))
-        .finally(() => {
-          busy = false;
-        });
-    }, ms);
-  const timers = [
-    every(DIMS_POLL_MS, "dims export", () => exportChangedDims(maintenance)),
-    every(compactIntervalMs, "compaction", async () => {
-      const result = await compactOnce({ ...maintenance, files, logger, closeAfterMs: compactAfterMs, retireGraceMs: 2 * services.config.query.timeoutMs + 60_000 });
-      if (result.merged > 0 || result.deleted > 0) logger.info("compacted", result);
-    }),
-  ];
+  const onError = (what: string, error: unknown) => logger.error(`${what} failed; retried on the next tick`, { error });
+  const duckLane = new Lane(onError);
+  const vacuumLane = new Lane(onError);
+  const compact = async () => {
+    const result = await compactOnce({ ...maintenance, files, closeAfterMs: compactAfterMs });
+    if (result.groups > 0 || result.conflicts > 0) logger.info("compacted", { ...result });
+  };
+  const vacuum = async () => {
+    const result = await vacuumOnce({ store: services.lake, files, logger, retentionMs });
+    if (result.removed > 0 || result.orphans > 0 || result.logEntries > 0) logger.info("vacuumed", { ...result });
+  };
+  // Workers start together; a random phase keeps their compactions from always starting at the same moment
+  // (harmless, as one commit wins, but the losers' work is wasted).
+  const phase = (ms: number) => Math.floor(Math.random() * ms);
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  let closed = false;
+  const every = (ms: number, firstAfterMs: number, run: () => void) => {
+    const tick = () => {
+      if (!closed) run();
+    };
+    timers.push(
+      setTimeout(() => {
+        if (closed) return;
+        tick();
+        timers.push(setInterval(tick, ms));
+      }, firstAfterMs),
+    );
+  };
+  every(DIMS_POLL_MS, 0, () => duckLane.run("dims export", () => exportChangedDims(maintenance)));
+  every(compactIntervalMs, phase(compactIntervalMs), () => duckLane.run("compaction", compact));
+  every(VACUUM_INTERVAL_MS, VACUUM_FIRST_RUN_MS + phase(VACUUM_FIRST_RUN_MS), () => vacuumLane.run("vacuum", vacuum));
 
   return {
     ...job,
     async close() {
-      for (const timer of timers) clearInterval(timer);
-      while (busy) await Bun.sleep(20);
+      closed = true;
+      for (const timer of timers) clearTimeout(timer);
+      await Promise.all([duckLane.idle(), vacuumLane.idle()]);
       await job.close?.();
       sinkDuck.close();
       maintenanceDuck.close();

@@ -70,7 +70,7 @@ function progressIn(snapshot: Snapshot | null, topic: string, partition: number)
  * just before the commit, against the latest snapshot; a commit of the same partition by another
  * worker since this one read (an old owner after a rebalance) fails the commit, which is then retried.
  */
-export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; workDir: string; topics: Topics; logger: Logger }): StreamJob & { stats: () => LakeStats } {
+export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; workDir: string; topics: Topics; logger: Logger; retentionMs?: number }): StreamJob & { stats: () => LakeStats } {
   const topic = deps.topics.enriched;
   const logs = tableLogsOf(deps.store);
   /** Per table, per input partition: what is committed or buffered. */
@@ -144,7 +144,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       await rm(scratch, { recursive: true, force: true });
     }
     try {
-      await commit(deps.store, table, [...adds.map((add) => ({ add })), ...txns], { readVersion: snapshot.version, isBlindAppend: true, operation: "STREAMING UPDATE", tableLog: logs.log(table) });
+      await commit(deps.store, table, [...adds.map((add) => ({ add })), ...txns], { readVersion: snapshot.version, isBlindAppend: true, operation: "STREAMING UPDATE", tableLog: logs.log(table), retentionMs: deps.retentionMs });
     } catch (error) {
       // Never live: removed now rather than left for VACUUM's orphan sweep.
       await deps.store.delete(adds.map((add) => `${table}/${add.path}`)).catch(() => undefined);

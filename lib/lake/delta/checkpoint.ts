@@ -20,23 +20,39 @@ const CHECKPOINT_COLUMNS: Record<string, string> = {
   protocol: "STRUCT(minReaderVersion INTEGER, minWriterVersion INTEGER)",
 };
 
+/** How long a checkpoint keeps a tombstone by default: LAKE_RETENTION_S's default. */
+export const DEFAULT_TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
+
+export interface CheckpointOptions {
+  /**
+   * Tombstones whose deletionTimestamp is older than this are left out, so checkpoints stop growing with
+   * every compaction. VACUUM has deleted (or will delete, as an orphan) the files they name by then.
+   */
+  retentionMs?: number;
+  now?: number;
+}
+
 /** A snapshot as the actions a checkpoint holds: reconciled, so nothing in it is a change any more. */
-function checkpointActions(snapshot: Snapshot): Action[] {
+function checkpointActions(snapshot: Snapshot, options: CheckpointOptions): Action[] {
+  const expiredBefore = (options.now ?? Date.now()) - (options.retentionMs ?? DEFAULT_TOMBSTONE_RETENTION_MS);
+  // A tombstone without a timestamp cannot be dated: it is kept, as VACUUM keeps its file.
+  const tombstones = [...snapshot.tombstones.values()].filter((remove) => remove.deletionTimestamp === undefined || remove.deletionTimestamp >= expiredBefore);
   return [
     { protocol: snapshot.protocol },
     { metaData: snapshot.metadata },
     ...[...snapshot.txns].map(([appId, version]) => ({ txn: { appId, version } })),
     ...[...snapshot.files.values()].map((add) => ({ add })),
-    ...[...snapshot.tombstones.values()].map((remove) => ({ remove })),
+    ...tombstones.map((remove) => ({ remove })),
   ];
 }
 
 /**
  * Writes `<version>.checkpoint.parquet` for the snapshot, then points `_last_checkpoint` at it. Racing
- * writers of the same version write the same content, so plain overwrites are fine.
+ * writers of the same version write the same live files and txns (they may differ only in which old
+ * tombstones have expired), so plain overwrites are fine.
  */
-export async function writeCheckpoint(store: ObjectStore, table: string, snapshot: Snapshot): Promise<{ version: number; size: number }> {
-  const actions = checkpointActions(snapshot);
+export async function writeCheckpoint(store: ObjectStore, table: string, snapshot: Snapshot, options: CheckpointOptions = {}): Promise<{ version: number; size: number }> {
+  const actions = checkpointActions(snapshot, options);
   const scratch = await mkdtemp(join(tmpdir(), "delta-checkpoint-"));
   const duck = await Duck.open();
   try {

@@ -22,6 +22,8 @@ export interface CommitOptions {
   maxAttempts?: number;
   /** Checkpoint after versions that are multiples of this; 0 for never. */
   checkpointInterval?: number;
+  /** Tombstones older than this are left out of checkpoints (LAKE_RETENTION_S; default 24 h). */
+  retentionMs?: number;
   /** The writer's log, refreshed for the checkpoint instead of reading the table afresh. */
   tableLog?: TableLog;
 }
@@ -109,7 +111,7 @@ async function checkpointIfDue(store: ObjectStore, table: string, version: numbe
   try {
     const snapshot = await (options.tableLog ?? new TableLog(store, table)).refresh();
     // A later commit may already be there; the checkpoint is then for that version, which is as good.
-    await writeCheckpoint(store, table, snapshot);
+    await writeCheckpoint(store, table, snapshot, { retentionMs: options.retentionMs });
   } catch (error) {
     log.warn("delta checkpoint failed", { table, version, error });
   }
