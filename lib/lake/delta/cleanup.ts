@@ -1,24 +1,10 @@
-import { z } from "zod";
 import { LakeError } from "../../errors.ts";
 import type { ObjectStore } from "../types.ts";
-import { readCheckpoint, readCommit } from "./log.ts";
-import { checkpointKey, lastCheckpointKey, logPrefix, parseLogKey } from "./paths.ts";
-
-const lastCheckpointSchema = z.object({ version: z.number().int().nonnegative() });
+import { readCheckpoint, readCommit, readLastCheckpoint } from "./log.ts";
+import { checkpointKey, logPrefix, parseLogKey } from "./paths.ts";
 
 /** Any versioned log file (commit, checkpoint of any kind, crc, log compaction), by the version its name starts with. */
 const VERSIONED = /\/_delta_log\/(\d{20})\.[^/]+$/;
-
-async function hintedCheckpoint(store: ObjectStore, table: string): Promise<number | undefined> {
-  const bytes = await store.get(lastCheckpointKey(table));
-  if (!bytes) return undefined;
-  try {
-    const parsed = lastCheckpointSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)));
-    return parsed.success ? parsed.data.version : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 async function committedAt(store: ObjectStore, table: string, version: number): Promise<number | undefined> {
   const actions = await readCommit(store, table, version);
@@ -62,7 +48,7 @@ export interface LogCleanupResult {
  */
 export async function cleanupLog(store: ObjectStore, table: string, options: { retentionMs: number; now?: number }): Promise<LogCleanupResult> {
   const cutoff = (options.now ?? Date.now()) - options.retentionMs;
-  const [objects, hint] = await Promise.all([store.list(logPrefix(table)), hintedCheckpoint(store, table)]);
+  const [objects, hint] = await Promise.all([store.list(logPrefix(table)), readLastCheckpoint(store, table)]);
   if (hint === undefined) return { startsAt: undefined, deleted: 0 };
   const checkpoints = objects
     .map((o) => parseLogKey(o.key))

@@ -72,7 +72,8 @@ export async function readCheckpoint(store: ObjectStore, key: string): Promise<A
   }
 }
 
-async function readLastCheckpoint(store: ObjectStore, table: string): Promise<number | undefined> {
+/** The version `_last_checkpoint` names, or undefined when it is missing or unreadable. */
+export async function readLastCheckpoint(store: ObjectStore, table: string): Promise<number | undefined> {
   const bytes = await store.get(lastCheckpointKey(table));
   if (!bytes) return undefined;
   // It is only a hint: a torn or foreign one must not stop the table from opening.
