@@ -183,6 +183,12 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     await consumer?.commit(positions).catch((error: unknown) => logger.warn("bus offset commit failed (lag metrics only)", { error }));
   };
 
+  /**
+   * Per partition, where a fence seeked to: a batch fetched before the seek may still be waiting for the
+   * critical section, and processing it would apply records past a gap. Only the batch starting there goes on.
+   */
+  const resumeAt = new Map<string, number>();
+
   /** Drops every uncommitted result and reloads the owned partitions from what is committed. */
   const reload = async () => {
     job.reset();
@@ -201,6 +207,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     for (const start of starts) {
       try {
         consumer?.seek(start);
+        resumeAt.set(partitionId(start), start.offset);
       } catch (seekError) {
         logger.info("partition no longer owned; not seeking it", { partition: start.partition, error: seekError });
       }
@@ -323,6 +330,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
       exclusive(async () => {
         const starts = await loadPositions(sql, job.name, partitions);
         expectFrom(partitions, starts);
+        for (const tp of partitions) resumeAt.delete(partitionId(tp));
         await job.assigned?.(partitions, sql, starts);
         logger.info("partitions assigned", { partitions: partitions.map((p) => p.partition), resume: starts.map((s) => [s.partition, s.offset]) });
         return starts;
@@ -334,13 +342,21 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
         // Whatever did not commit is the new owner's to read again.
         await exclusive(async () => {
           forget(partitions);
-          for (const p of partitions) expected.delete(partitionId(p));
+          for (const p of partitions) {
+            expected.delete(partitionId(p));
+            resumeAt.delete(partitionId(p));
+          }
         });
         job.revoked?.(partitions);
       }
     },
     onBatch: async (batch) => {
       await exclusive(async () => {
+        const resume = resumeAt.get(partitionId(batch));
+        if (resume !== undefined) {
+          if (batch.records[0]?.offset !== resume) return;
+          resumeAt.delete(partitionId(batch));
+        }
         uncommitted.push(batch);
         uncommittedRecords += batch.records.length;
         const last = batch.records[batch.records.length - 1];

@@ -270,7 +270,11 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
             }
             for (let i = 0; i < records.length && isRunning() && !isStale(); i += maxBatch) {
               const slice: Batch = { topic: batch.topic, partition: batch.partition, records: records.slice(i, i + maxBatch) };
+              const expected = positions.get(batch.topic, batch.partition);
               await opts.onBatch(slice);
+              // A seek during delivery (a fenced checkpoint) moved the position: the rest of this fetch is stale,
+              // and advancing past it would skip what the seek asked for again.
+              if (positions.get(batch.topic, batch.partition) !== expected) break;
               const last = slice.records[slice.records.length - 1];
               if (last) {
                 positions.advance(batch.topic, batch.partition, last.offset + 1);

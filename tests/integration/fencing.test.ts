@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { partitionFor } from "../../lib/bus/partitioner.ts";
 import type { Batch } from "../../lib/bus/types.ts";
 import type { Tx } from "../../lib/db/index.ts";
 import { closeServices, type Services } from "../../lib/services.ts";
@@ -91,5 +92,59 @@ for (const [name, setup] of Object.entries(setups)) {
         await running.stop();
       }
     });
+
+    test("a fence that moves the position back resumes there: batches fetched before the seek are not applied past the gap", async () => {
+      const { sql } = services.db;
+      const name = `${jobName}-gap`;
+      const topic = services.topics.late;
+      // Every record on one partition: the one the key "gap" goes to.
+      const partition = partitionFor("gap", (await services.bus.endOffsets(topic)).length);
+      const startAt = (await services.bus.endOffsets(topic)).find((e) => e.partition === partition)?.offset ?? 0;
+      const committed = new Map<number, number>();
+      let pending: number[] = [];
+      let fenceAt: number | undefined;
+      const job: StreamJob = {
+        name,
+        input: topic,
+        process(batch: Batch) {
+          if (batch.partition === partition) for (const r of batch.records) pending.push(r.offset);
+        },
+        pending: () => pending.length,
+        async checkpoint() {
+          const sending = pending;
+          // A slow sink: batches queue behind the checkpoint while it runs.
+          await Bun.sleep(200);
+          if (fenceAt === undefined && sending.length > 0 && Math.max(...sending) >= startAt + 500) {
+            // Another owner commits a position inside what this worker processed and has not committed.
+            fenceAt = Math.min(...sending) + 50;
+            await sql`update job_offsets set next_offset = ${fenceAt} where job = ${name} and topic = ${topic} and partition = ${partition}`;
+          }
+          return () => {
+            for (const o of sending) committed.set(o, (committed.get(o) ?? 0) + 1);
+            pending = pending.slice(sending.length);
+          };
+        },
+        reset() {
+          pending = [];
+        },
+      };
+      for (const e of await services.bus.endOffsets(topic)) await sql`insert into job_offsets (job, topic, partition, next_offset) values (${name}, ${topic}, ${e.partition}, ${e.offset})`;
+      const running = await runJob(job, services, { commitIntervalMs: 50 });
+      const total = 1_500;
+      try {
+        for (let i = 0; i < total; i += 50) {
+          await services.bus.produce(topic, Array.from({ length: 50 }, (_, k) => ({ key: "gap", value: new TextEncoder().encode(String(i + k)) })));
+          await Bun.sleep(10);
+        }
+        const last = startAt + total - 1;
+        await waitFor(() => committed.has(last), { timeoutMs: 30_000, what: "the last record committed" });
+      } finally {
+        await running.stop();
+      }
+      expect(fenceAt).toBeDefined();
+      // From the fence on, every offset is applied exactly once: none skipped by a stale batch, none twice.
+      const after = Array.from({ length: startAt + total - (fenceAt ?? 0) }, (_, i) => (fenceAt ?? 0) + i);
+      expect(after.filter((o) => committed.get(o) !== 1)).toEqual([]);
+    }, 60_000);
   });
 }

@@ -23,6 +23,8 @@ import type { StreamJob } from "../runner.ts";
 
 export const LAKE_JOB = "lake";
 
+const decoder = new TextDecoder();
+
 /** What the lake holds (or this worker has buffered) of one input partition in one table. */
 interface Progress {
   /** Last input offset. */
@@ -175,7 +177,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       for (const record of batch.records) {
         let head: { type?: unknown; event_id?: unknown; event_time?: unknown };
         try {
-          head = JSON.parse(new TextDecoder().decode(record.value)) as typeof head;
+          head = JSON.parse(decoder.decode(record.value)) as typeof head;
         } catch {
           head = {};
         }
