@@ -189,7 +189,9 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         const late = engine.apply(event, tracker.watermarkOf(batch.partition));
         if (late.length > 0) {
           lateCounts.set(batch.partition, (lateCounts.get(batch.partition) ?? 0) + 1);
-          lateOut.push({ key: record.key, value: record.value, timestamp: event.event_time, headers: { "devpipe-late-views": late.join(",") } });
+          // The record's own headers (its events.raw position) go along, so a consumer can drop the copy a
+          // retried checkpoint produces again.
+          lateOut.push({ key: record.key, value: record.value, timestamp: event.event_time, headers: { ...record.headers, "devpipe-late-views": late.join(",") } });
         }
         tracker.observe(batch.partition, event.event_time);
         processed++;
