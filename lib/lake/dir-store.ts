@@ -14,6 +14,8 @@ async function syncDir(path: string): Promise<void> {
 }
 
 /** Objects as files under a local directory; writes go to a temporary file that is renamed in place. */
+const STATS_AT_ONCE = 64;
+
 export function createDirStore(root: string): ObjectStore {
   const pathOf = (key: string) => {
     assertValidKey(key);
@@ -39,10 +41,21 @@ export function createDirStore(root: string): ObjectStore {
       throw error;
     });
     const found: ObjectInfo[] = [];
+    const files: string[] = [];
     for (const entry of entries) {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) found.push(...(await walk(path)));
-      else if (entry.isFile() && !entry.name.startsWith(".tmp-")) found.push({ key: relative(root, path).split(sep).join("/"), size: (await stat(path)).size });
+      else if (entry.isFile() && !entry.name.startsWith(".tmp-")) files.push(path);
+    }
+    // Stats in parallel: a Delta log directory holds tens of thousands of entries.
+    for (let i = 0; i < files.length; i += STATS_AT_ONCE) {
+      const slice = files.slice(i, i + STATS_AT_ONCE);
+      const sizes = await Promise.all(slice.map((path) => stat(path).then((s) => s.size, () => undefined)));
+      slice.forEach((path, j) => {
+        const size = sizes[j];
+        // A file deleted between readdir and stat is simply gone.
+        if (size !== undefined) found.push({ key: relative(root, path).split(sep).join("/"), size });
+      });
     }
     return found;
   };
@@ -98,11 +111,12 @@ export function createDirStore(root: string): ObjectStore {
       }
     },
 
-    async list(prefix) {
+    async list(prefix, options = {}) {
       // Walk only the deepest directory the prefix names in full.
       const base = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "";
       const found = await walk(base ? join(root, base) : root);
-      return found.filter((o) => o.key.startsWith(prefix)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const after = options.startAfter;
+      return found.filter((o) => o.key.startsWith(prefix) && (after === undefined || o.key > after)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     },
 
     async delete(keys) {

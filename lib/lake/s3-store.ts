@@ -138,12 +138,13 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
 
     get,
 
-    async list(prefix) {
+    async list(prefix, listing = {}) {
       const found: ObjectInfo[] = [];
+      const StartAfter = listing.startAfter === undefined ? undefined : fullKey(listing.startAfter);
       try {
         let ContinuationToken: string | undefined;
         do {
-          const page = await client.send(new ListObjectsV2Command({ Bucket, Prefix: options.prefix ? `${options.prefix}/${prefix}` : prefix, ContinuationToken }));
+          const page = await client.send(new ListObjectsV2Command({ Bucket, Prefix: options.prefix ? `${options.prefix}/${prefix}` : prefix, ContinuationToken, StartAfter }));
           for (const object of page.Contents ?? []) if (object.Key) found.push({ key: stripPrefix(object.Key), size: object.Size ?? 0 });
           ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (ContinuationToken);

@@ -21,8 +21,8 @@ export interface ObjectStore {
   putFile(key: string, localPath: string): Promise<void>;
   /** The object's bytes, or null when there is no such object. */
   get(key: string): Promise<Uint8Array | null>;
-  /** Every object whose key starts with `prefix`, sorted by key. */
-  list(prefix: string): Promise<ObjectInfo[]>;
+  /** Every object whose key starts with `prefix` (and sorts after `startAfter`, when given), sorted by key. */
+  list(prefix: string, options?: { startAfter?: string }): Promise<ObjectInfo[]>;
   /** Deletes the objects; keys that do not exist are fine. */
   delete(keys: string[]): Promise<void>;
   /** Where the object lives on this machine when the store is a local directory; undefined for remote stores. */

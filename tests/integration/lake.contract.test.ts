@@ -44,7 +44,7 @@ for (const impl of implementations) {
       expect(await store.list("retry/")).toEqual([{ key: "retry/a.bin", size: 6 }]);
     });
 
-    test("list returns every object under a prefix, sorted, with sizes, and nothing outside it", async () => {
+    test("list returns every object under a prefix, sorted, with sizes, and nothing outside it; startAfter skips ahead", async () => {
       for (const key of ["l/b/2.txt", "l/a/1.txt", "l/a/3.txt", "lx/4.txt"]) await store.put(key, text(key));
       expect(await store.list("l/")).toEqual([
         { key: "l/a/1.txt", size: 9 },
@@ -52,6 +52,10 @@ for (const impl of implementations) {
         { key: "l/b/2.txt", size: 9 },
       ]);
       expect((await store.list("l/a/")).map((o) => o.key)).toEqual(["l/a/1.txt", "l/a/3.txt"]);
+      // startAfter is exclusive and need not be a key that exists (a Delta log is listed from its checkpoint on).
+      expect((await store.list("l/", { startAfter: "l/a/1.txt" })).map((o) => o.key)).toEqual(["l/a/3.txt", "l/b/2.txt"]);
+      expect((await store.list("l/", { startAfter: "l/a/2" })).map((o) => o.key)).toEqual(["l/a/3.txt", "l/b/2.txt"]);
+      expect(await store.list("l/", { startAfter: "l/z" })).toEqual([]);
     });
 
     test("delete removes objects and ignores missing ones", async () => {

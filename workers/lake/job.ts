@@ -24,6 +24,9 @@ import type { StreamJob } from "../runner.ts";
 export const LAKE_JOB = "lake";
 
 const decoder = new TextDecoder();
+const tables = new Map([...eventTypes.keys()].map((type) => [type, eventTableOf(type)]));
+/** The table of a known type, without building the name per record. */
+const tableOf = (type: string) => tables.get(type) ?? eventTableOf(type);
 
 /** What the lake holds (or this worker has buffered) of one input partition in one table. */
 interface Progress {
@@ -187,8 +190,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
           dead(record, "not an event envelope");
           continue;
         }
-        const table = eventTableOf(head.type);
-        const known = progressOf(table, batch.partition);
+        const known = progressOf(tableOf(head.type), batch.partition);
         const source = parseSource(record.headers[SOURCE_HEADER]);
         if (record.offset <= known.offset || (source && source.offset <= (known.sources.get(source.partition) ?? -1))) {
           stats.replays_dropped++;

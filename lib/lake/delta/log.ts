@@ -90,12 +90,7 @@ interface LogListing {
   newestCheckpoint: LogEntry | undefined;
 }
 
-/**
- * What the log holds. `_last_checkpoint` is a hint that may lag (its writer may have crashed after the
- * checkpoint landed), so the newest listed checkpoint at or past it wins.
- */
-async function listLog(store: ObjectStore, table: string, withHint: boolean): Promise<LogListing | null> {
-  const [objects, hinted] = await Promise.all([store.list(logPrefix(table)), withHint ? readLastCheckpoint(store, table) : undefined]);
+function summarise(objects: readonly { key: string }[]): { latest: number; checkpoints: Map<number, LogEntry>; newestListed: LogEntry | undefined } {
   let latest = -1;
   let newestListed: LogEntry | undefined;
   const checkpoints = new Map<number, LogEntry>();
@@ -108,11 +103,24 @@ async function listLog(store: ObjectStore, table: string, withHint: boolean): Pr
       if (!newestListed || entry.version > newestListed.version) newestListed = entry;
     }
   }
-  if (latest < 0) return null;
-  // A hinted checkpoint is used when listed; one that is not (cleaned up, foreign) is ignored: the listing is the truth.
-  const hintedCheckpoint = hinted === undefined ? undefined : checkpoints.get(hinted);
-  const newestCheckpoint = hintedCheckpoint && (!newestListed || newestListed.version <= hintedCheckpoint.version) ? hintedCheckpoint : newestListed;
-  return { latest, newestCheckpoint };
+  return { latest, checkpoints, newestListed };
+}
+
+/**
+ * What the log holds. With a `_last_checkpoint` hint only the entries from that checkpoint on are listed
+ * (the log before it can be long); the hint may lag (its writer may have crashed after a later
+ * checkpoint landed), so the newest listed checkpoint wins. A hint naming no listed checkpoint (cleaned
+ * up, foreign) is ignored and the whole log is listed: the listing is the truth.
+ */
+async function listLog(store: ObjectStore, table: string): Promise<LogListing | null> {
+  const hinted = await readLastCheckpoint(store, table);
+  if (hinted !== undefined) {
+    const tail = summarise(await store.list(logPrefix(table), { startAfter: commitKey(table, hinted).replace(/\.json$/, "") }));
+    if (tail.checkpoints.has(hinted)) return { latest: tail.latest, newestCheckpoint: tail.newestListed };
+  }
+  const all = summarise(await store.list(logPrefix(table)));
+  if (all.latest < 0) return null;
+  return { latest: all.latest, newestCheckpoint: all.newestListed };
 }
 
 /**
@@ -162,7 +170,7 @@ export class TableLog {
       const hinted = await readLastCheckpoint(this.store, this.table);
       if (hinted === undefined || hinted <= cached.version) return cached;
     }
-    const listing = await listLog(this.store, this.table, true);
+    const listing = await listLog(this.store, this.table);
     if (!listing) return null;
     const { latest, newestCheckpoint } = listing;
     const builder = new SnapshotBuilder();
