@@ -45,7 +45,9 @@ test("an old-layout lake is refused, then converted by lake:migrate", async () =
     await expect(assertLakeUsable(services.lake)).rejects.toThrow("bun run lake:migrate");
     await closeServices(services);
 
-    const migrate = Bun.spawn(["bun", "run", join(import.meta.dir, "../../scripts/lake-migrate.ts")], { env: { ...process.env, DATA_DIR: dir.path, LOG_LEVEL: "warn" }, stdout: "pipe", stderr: "pipe" });
+    // Embedded mode, as the test's own services: none of the services variables a CI run exports.
+    const embeddedEnv = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATA_DIR: dir.path, LOG_LEVEL: "warn" };
+    const migrate = Bun.spawn(["bun", "run", join(import.meta.dir, "../../scripts/lake-migrate.ts")], { env: embeddedEnv, stdout: "pipe", stderr: "pipe" });
     const code = await migrate.exited;
     expect({ code, stderr: await new Response(migrate.stderr).text() }).toEqual({ code: 0, stderr: "" });
 
