@@ -1,9 +1,10 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { LakeError } from "../errors.ts";
-import { type Add, encodeStats, type FileStats } from "./delta/actions.ts";
+import { DeltaConflictError, LakeError } from "../errors.ts";
+import { type Action, type Add, encodeStats, type FileStats } from "./delta/actions.ts";
+import { type CommitOptions, commit } from "./delta/commit.ts";
 import { type Duck, sqlString } from "./duckdb.ts";
-import { type HourPartition, hourPartitionFrom, newDataFilePath, partitionValuesOf } from "./tables.ts";
+import { fileKeyOf, type HourPartition, hourPartitionFrom, newDataFilePath, partitionValuesOf } from "./tables.ts";
 import type { ObjectStore } from "./types.ts";
 
 /** A Parquet file DuckDB wrote locally, with what its `add` action needs. */
@@ -93,11 +94,25 @@ export async function uploadDataFiles(store: ObjectStore, table: string, files: 
     const uploaded = await Promise.all(
       slice.map(async (file): Promise<Add> => {
         const path = newDataFilePath(file.partition, kind);
-        await store.putFile(`${table}/${path}`, file.localPath);
+        await store.putFile(fileKeyOf(table, path), file.localPath);
         return { path, partitionValues: file.partition ? partitionValuesOf(file.partition) : {}, size: file.size, modificationTime: Date.now(), dataChange, stats: file.stats };
       }),
     );
     adds.push(...uploaded);
   }
   return adds;
+}
+
+/**
+ * Commits the uploaded files (`adds`) with the other actions. When the commit is refused
+ * (DeltaConflictError) the files were never live and are deleted before the error goes on; after any
+ * other failure the commit may have landed, so they are left for VACUUM's orphan sweep.
+ */
+export async function commitDataFiles(store: ObjectStore, table: string, adds: readonly Add[], actions: readonly Action[], options: CommitOptions): Promise<number> {
+  try {
+    return await commit(store, table, [...actions, ...adds.map((add) => ({ add }))], options);
+  } catch (error) {
+    if (error instanceof DeltaConflictError) await store.delete(adds.map((add) => fileKeyOf(table, add.path)));
+    throw error;
+  }
 }

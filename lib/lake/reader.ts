@@ -14,7 +14,7 @@ import type { JobReply } from "./query-protocol.ts";
 import { createQuerySlots } from "./query-slots.ts";
 import type { ResultBody } from "./result-body.ts";
 import { sqlTextProblem } from "./sql-guard.ts";
-import { dimTableOf, eventTableOf, fileKeyOf, hourPartitionFrom, hourStartOf } from "./tables.ts";
+import { dimTableOf, eventTableOf, fileKeyOf, HOUR_MS, hourPartitionFrom, hourStartOf } from "./tables.ts";
 import type { ObjectStore } from "./types.ts";
 
 export interface ReaderOptions {
@@ -58,8 +58,6 @@ export interface EventFilter {
 
 /** What a read needs: files that cannot hold such rows are not read. */
 type FilePruning = Pick<EventFilter, "key" | "fromMs" | "toMs">;
-
-const HOUR_MS = 3_600_000;
 
 const emptyView = (columns: readonly LakeColumn[]) => `select ${columns.map((c) => `null::${c.duckType === "JSON" ? "VARCHAR" : c.duckType} as "${c.name}"`).join(", ")} where false`;
 

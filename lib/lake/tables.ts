@@ -34,8 +34,10 @@ export const hourPartitionOf = (eventTimeMs: number): HourPartition => {
   return { date: iso.slice(0, 10), hour: Number(iso.slice(11, 13)) };
 };
 
+export const HOUR_MS = 3_600_000;
+
 /** Start of a partition's hour, epoch ms. */
-export const hourStartOf = (partition: HourPartition) => Date.parse(`${partition.date}T00:00:00Z`) + partition.hour * 3_600_000;
+export const hourStartOf = (partition: HourPartition) => Date.parse(`${partition.date}T00:00:00Z`) + partition.hour * HOUR_MS;
 
 /** The partition an `add` names, or undefined when its values are not a date and an hour. */
 export function hourPartitionFrom(values: Record<string, string | null>): HourPartition | undefined {

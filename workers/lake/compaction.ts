@@ -4,15 +4,14 @@ import { z } from "zod";
 import type { Sql } from "../../lib/db/index.ts";
 import { DeltaConflictError, LakeError } from "../../lib/errors.ts";
 import { eventTypes } from "../../lib/events/index.ts";
-import { copyToDataFiles, uploadDataFiles } from "../../lib/lake/data-files.ts";
-import type { Action, Add, Metadata } from "../../lib/lake/delta/actions.ts";
-import { commit } from "../../lib/lake/delta/commit.ts";
+import { commitDataFiles, copyToDataFiles, uploadDataFiles } from "../../lib/lake/data-files.ts";
+import { type Add, type Metadata, removeOf } from "../../lib/lake/delta/actions.ts";
 import { tableLogsOf } from "../../lib/lake/delta/log.ts";
 import { type DeltaType, parseSchemaString } from "../../lib/lake/delta/schema.ts";
 import type { Snapshot } from "../../lib/lake/delta/snapshot.ts";
 import { type Duck, sqlString, sqlStringList } from "../../lib/lake/duckdb.ts";
 import type { LocalFiles } from "../../lib/lake/local-files.ts";
-import { eventTableOf, fileKeyOf, type HourPartition, hourPartitionFrom, hourStartOf } from "../../lib/lake/tables.ts";
+import { eventTableOf, fileKeyOf, HOUR_MS, type HourPartition, hourPartitionFrom, hourStartOf } from "../../lib/lake/tables.ts";
 import type { ObjectStore } from "../../lib/lake/types.ts";
 import type { Logger } from "../../lib/log.ts";
 import { recordRun } from "../../lib/store/runs.ts";
@@ -25,7 +24,6 @@ export const COMPACTION_JOB = "compaction";
 const ROW_GROUP_ROWS = 16_384;
 /** Groups merged per run, so one run stays short. */
 const GROUPS_PER_RUN = 50;
-const HOUR_MS = 3_600_000;
 
 export interface CompactionDeps {
   sql: Sql;
@@ -126,16 +124,12 @@ export async function compactGroup(deps: GroupDeps, snapshot: Snapshot, group: C
     const adds = await uploadDataFiles(store, table, written, "compacted", false);
     const outputs = adds.map((a) => fileKeyOf(table, a.path));
     const deletionTimestamp = Date.now();
-    const actions: Action[] = [
-      ...group.files.map((f): Action => ({ remove: { path: f.path, deletionTimestamp, dataChange: false, extendedFileMetadata: true, partitionValues: f.partitionValues, size: f.size } })),
-      ...adds.map((add): Action => ({ add })),
-    ];
     try {
-      const version = await commit(store, table, actions, { readVersion: snapshot.version, isBlindAppend: false, operation: "OPTIMIZE", tableLog: tableLogsOf(store).log(table), retentionMs: deps.retentionMs });
+      const removes = group.files.map((f) => removeOf(f, false, deletionTimestamp));
+      const version = await commitDataFiles(store, table, adds, removes, { readVersion: snapshot.version, isBlindAppend: false, operation: "OPTIMIZE", tableLog: tableLogsOf(store).log(table), retentionMs: deps.retentionMs });
       return { status: "committed", version, rows, outputs };
     } catch (error) {
       if (!(error instanceof DeltaConflictError)) throw error;
-      await store.delete(outputs);
       logger.info("compaction skipped: another commit removed the group's files first", { table, date: partition.date, hour: partition.hour, reason: error.message });
       return { status: "conflict", rows, outputs };
     }

@@ -4,12 +4,12 @@ import type { Sql } from "../../lib/db/index.ts";
 import { type DimensionName, dimensionNames, dimensions } from "../../lib/dims.ts";
 import { DeltaConflictError } from "../../lib/errors.ts";
 import { columnsOf } from "../../lib/lake/columns.ts";
-import { copyToDataFiles, uploadDataFiles } from "../../lib/lake/data-files.ts";
-import type { Action } from "../../lib/lake/delta/actions.ts";
-import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
+import { commitDataFiles, copyToDataFiles, uploadDataFiles } from "../../lib/lake/data-files.ts";
+import { type Action, removeOf } from "../../lib/lake/delta/actions.ts";
+import { ensureTable } from "../../lib/lake/delta/commit.ts";
 import { tableLogsOf } from "../../lib/lake/delta/log.ts";
 import { type Duck, sqlString } from "../../lib/lake/duckdb.ts";
-import { dimTableDefinition, dimTableOf, fileKeyOf } from "../../lib/lake/tables.ts";
+import { dimTableDefinition, dimTableOf } from "../../lib/lake/tables.ts";
 import type { ObjectStore } from "../../lib/lake/types.ts";
 import type { Logger } from "../../lib/log.ts";
 import { dimensionVersions, readDimension } from "../../lib/store/dims.ts";
@@ -62,17 +62,12 @@ async function exportDim(deps: DimsExportDeps, name: DimensionName): Promise<boo
     const written = await copyToDataFiles(deps.duck, dimSelect(name, ndjson, items.length === 0), join(dir, "out"), { partitioned: false });
     const adds = await uploadDataFiles(deps.store, table, written, "dim", true);
     const now = Date.now();
-    const actions: Action[] = [
-      ...[...snapshot.files.values()].map((f): Action => ({ remove: { path: f.path, deletionTimestamp: now, dataChange: true, extendedFileMetadata: true, partitionValues: f.partitionValues, size: f.size } })),
-      ...adds.map((add): Action => ({ add })),
-      { txn: { appId, version: version.version, lastUpdated: now } },
-    ];
+    const actions: Action[] = [...[...snapshot.files.values()].map((f) => removeOf(f, true, now)), { txn: { appId, version: version.version, lastUpdated: now } }];
     try {
-      await commit(deps.store, table, actions, { readVersion: snapshot.version, isBlindAppend: false, operation: "WRITE", tableLog, retentionMs: deps.retentionMs });
+      await commitDataFiles(deps.store, table, adds, actions, { readVersion: snapshot.version, isBlindAppend: false, operation: "WRITE", tableLog, retentionMs: deps.retentionMs });
       return true;
     } catch (error) {
       if (!(error instanceof DeltaConflictError)) throw error;
-      await deps.store.delete(adds.map((a) => fileKeyOf(table, a.path)));
       deps.logger?.info("dim export skipped: another worker committed first", { dim: name, version: version.version, reason: error.message });
       return false;
     }

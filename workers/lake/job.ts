@@ -4,9 +4,9 @@ import type { Batch } from "../../lib/bus/types.ts";
 import type { Sql, Tx } from "../../lib/db/index.ts";
 import { DeltaConflictError } from "../../lib/errors.ts";
 import { eventTypes } from "../../lib/events/index.ts";
-import { type DataFile, uploadDataFiles } from "../../lib/lake/data-files.ts";
+import { commitDataFiles, type DataFile, uploadDataFiles } from "../../lib/lake/data-files.ts";
 import type { Action, Add } from "../../lib/lake/delta/actions.ts";
-import { commit, ensureTable } from "../../lib/lake/delta/commit.ts";
+import { ensureTable } from "../../lib/lake/delta/commit.ts";
 import { tableLogsOf } from "../../lib/lake/delta/log.ts";
 import type { Snapshot } from "../../lib/lake/delta/snapshot.ts";
 import type { Duck } from "../../lib/lake/duckdb.ts";
@@ -149,10 +149,8 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       await rm(scratch, { recursive: true, force: true });
     }
     try {
-      await commit(deps.store, table, [...adds.map((add) => ({ add })), ...txns], { readVersion: snapshot.version, isBlindAppend: true, operation: "STREAMING UPDATE", tableLog: logs.log(table), retentionMs: deps.retentionMs });
+      await commitDataFiles(deps.store, table, adds, txns, { readVersion: snapshot.version, isBlindAppend: true, operation: "STREAMING UPDATE", tableLog: logs.log(table), retentionMs: deps.retentionMs });
     } catch (error) {
-      // Never live: removed now rather than left for VACUUM's orphan sweep.
-      await deps.store.delete(adds.map((add) => `${table}/${add.path}`)).catch(() => undefined);
       if (error instanceof DeltaConflictError) deps.logger.warn("lake commit fenced: another worker committed this table's partitions; the records it holds are dropped on retry", { table, reason: error.message });
       throw error;
     }

@@ -90,6 +90,11 @@ export type Action = z.infer<typeof actionSchema>;
 
 const KNOWN_ACTIONS = new Set(["protocol", "metaData", "add", "remove", "txn", "commitInfo"]);
 
+/** The `remove` of a live file, carrying what readers of the tombstone may want (its partition and size). */
+export const removeOf = (add: Add, dataChange: boolean, deletionTimestamp: number): Action => ({
+  remove: { path: add.path, deletionTimestamp, dataChange, extendedFileMetadata: true, partitionValues: add.partitionValues, size: add.size },
+});
+
 export const encodeStats = (stats: FileStats): string => JSON.stringify(fileStatsSchema.parse(stats));
 
 /** One commit file: one action per line (newline-delimited JSON). */

@@ -5,7 +5,7 @@ import type { ObjectStore } from "../types.ts";
 import { type Action, encodeCommit, type Metadata } from "./actions.ts";
 import { CHECKPOINT_INTERVAL, writeCheckpoint } from "./checkpoint.ts";
 import { readCommit, TableLog } from "./log.ts";
-import { commitKey, logPrefix } from "./paths.ts";
+import { commitKey } from "./paths.ts";
 import { type DeltaColumn, parseSchemaString, schemaString } from "./schema.ts";
 import { READER_VERSION, WRITER_VERSION } from "./snapshot.ts";
 
@@ -160,7 +160,9 @@ export async function ensureTable(store: ObjectStore, table: string, definition:
     createdTime: Date.now(),
   };
   // A table whose first commits were cleaned up has no 0.json: creating one there would fork its history.
-  if ((await store.list(logPrefix(table))).length === 0) {
+  // Reading the log (listed from its checkpoint on) rather than listing it whole keeps start-up short.
+  const log = new TableLog(store, table);
+  if ((await log.read()) === null) {
     const actions: Action[] = [
       { commitInfo: { timestamp: Date.now(), operation: "CREATE TABLE", isBlindAppend: true } },
       { protocol: { minReaderVersion: READER_VERSION, minWriterVersion: WRITER_VERSION } },
@@ -169,7 +171,7 @@ export async function ensureTable(store: ObjectStore, table: string, definition:
     if (await store.putIfAbsent(commitKey(table, 0), encodeCommit(actions))) return { created: true, evolved: false };
   }
   for (let attempt = 1; ; attempt++) {
-    const snapshot = await new TableLog(store, table).refresh();
+    const snapshot = await log.refresh();
     if (sameColumns(snapshot.metadata, wanted) && snapshot.metadata.partitionColumns.join("\u0000") === wanted.partitionColumns.join("\u0000")) return { created: false, evolved: false };
     const problem = evolutionProblem(snapshot.metadata, wanted);
     if (problem) throw new LakeError(`Delta table ${table} exists with another schema: ${problem}`);
