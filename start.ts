@@ -10,7 +10,7 @@ import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { exitOnStartupError, onShutdownSignal } from "./lib/process.ts";
 import { closeServices, openServices } from "./lib/services.ts";
-import { jobs } from "./workers/jobs.ts";
+import { defaultOperators, startChain } from "./workers/jobs.ts";
 import { assertLakeUsable } from "./lib/lake/startup.ts";
 
 /** A modest load from every domain, so a newcomer sees every part of the pipeline fill. */
@@ -39,9 +39,10 @@ try {
   const services = await openServices(loadConfig(), logger);
   await assertLakeUsable(services.lake);
   // Jobs first: once the gateway answers, the whole process is up and SIGTERM is handled.
-  const stopJobs = await Promise.all(Object.values(jobs).map((job) => job.start(services)));
+  const operators = defaultOperators(services);
+  const stopJobs = [await startChain(operators, services)];
   const gateway = await startGateway(services);
-  logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: Object.keys(jobs), demo: flags.demo });
+  logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: operators, demo: flags.demo });
   if (flags.demo) startSimulators(gateway.url, gateway.keys);
   // Printed, not logged: what a person needs to open the dashboard.
   process.stdout.write(

@@ -1,6 +1,5 @@
 /**
- * Fills `<prefix>events.enriched` on the real Kafka with enriched envelopes, as the enrich job writes them
- * (with the events.raw source header), for the lake sink benchmark. Run by bench/lake.ts in a process of
+ * Fills `<prefix>events.raw` on the real Kafka with envelopes (telemetry already carrying its enrichment), for the lake sink benchmark. Run by bench/lake.ts in a process of
  * its own, so that a CPU profile of the sink holds the sink alone; also usable by hand:
  *
  *   bun bench/lake-fill.ts --prefix bench_lake_x. --events 1000000 [--partitions 4] [--types vehicle.telemetry]
@@ -9,13 +8,11 @@
  * Prints one JSON line (phase fill). Event times run evenly from start-ms over span-ms.
  */
 import { openBus } from "../lib/bus/index.ts";
-import { partitionFor } from "../lib/bus/partitioner.ts";
 import type { OutgoingRecord } from "../lib/bus/types.ts";
 import { loadConfig } from "../lib/config.ts";
 import { encodeEnvelope } from "../lib/events/index.ts";
 import { createLogger } from "../lib/log.ts";
 import { topicNames, topicSpecs } from "../lib/topics.ts";
-import { SOURCE_HEADER } from "../lib/windows/source.ts";
 import { flags, lakeEvent, TELEMETRY } from "./lake-events.ts";
 import { serviceEnv } from "./services.ts";
 
@@ -35,24 +32,18 @@ const bus = await openBus(config, createLogger({ bench: "lake-fill" }, () => und
 const topics = topicNames(prefix);
 await bus.ensureTopics(topicSpecs(topics, partitions));
 
-// The events.raw position each record was enriched from: its key's partition there, offsets counting up.
-// Batches go out one after the other, so every partition sees each source's offsets in increasing order.
-const rawOffsets = new Array<number>(partitions).fill(0);
 const t0 = performance.now();
 let bytes = 0;
 for (let from = 0; from < events; from += BATCH) {
   const records: OutgoingRecord[] = [];
   for (let i = from; i < Math.min(events, from + BATCH); i++) {
     const envelope = lakeEvent(types[i % types.length] ?? TELEMETRY, i, startMs + Math.floor((i / events) * spanMs), devices);
-    const source = partitionFor(envelope.key, partitions);
-    const offset = rawOffsets[source] ?? 0;
-    rawOffsets[source] = offset + 1;
     const value = encodeEnvelope(envelope);
     bytes += value.byteLength;
-    records.push({ key: envelope.key, value, timestamp: envelope.ingest_time, headers: { [SOURCE_HEADER]: `${source}:${offset}` } });
+    records.push({ key: envelope.key, value, timestamp: envelope.ingest_time });
   }
-  await bus.produce(topics.enriched, records);
+  await bus.produce(topics.raw, records);
 }
 const seconds = (performance.now() - t0) / 1000;
 await bus.close();
-console.log(JSON.stringify({ bench: "lake", phase: "fill", topic: topics.enriched, partitions, types, events, mb: Math.round(bytes / 2 ** 20), seconds: Math.round(seconds * 10) / 10, events_per_s: Math.round(events / seconds) }));
+console.log(JSON.stringify({ bench: "lake", phase: "fill", topic: topics.raw, partitions, types, events, mb: Math.round(bytes / 2 ** 20), seconds: Math.round(seconds * 10) / 10, events_per_s: Math.round(events / seconds) }));

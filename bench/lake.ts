@@ -1,7 +1,7 @@
 /**
  * The lake as Delta tables, on the real Kafka, Postgres and S3 server (`bash scripts/services.sh up`) and
  * on local directories. Prints JSON lines (targets from issue 11 where it gives one):
- *   fill          (bench/lake-fill.ts, its own process) N enriched envelopes into events.enriched
+ *   fill          (bench/lake-fill.ts, its own process) N envelopes into events.raw
  *   sink          events/s of the lake job hosted by the runner, draining that backlog until its positions
  *                 reach the end (target ≥ 150k/s); once per lake (s3 = MinIO, dir = a local directory).
  *                 events_per_s leaves out the last records' wait for the flush timer (tail_wait_s, up to
@@ -54,7 +54,8 @@ import { closeServices, openServices, type Services } from "../lib/services.ts";
 import { compactOnce } from "../workers/lake/compaction.ts";
 import { createLakeSink } from "../workers/lake/index.ts";
 import { LAKE_JOB } from "../workers/lake/job.ts";
-import { runJob, type StreamJob } from "../workers/runner.ts";
+import { runChain } from "../workers/jobs.ts";
+import type { StreamJob } from "../workers/runner.ts";
 import { flags, lakeEvent, TELEMETRY } from "./lake-events.ts";
 import { load1, sampleUsage, usageSince, waitQuiet } from "./lake-usage.ts";
 import { percentile } from "./proc.ts";
@@ -142,7 +143,7 @@ async function drainedWithin(services: Services, job: string, total: number, sin
     timer = setTimeout(() => reject(new Error(`job ${job} did not commit ${total} records within ${timeoutMs / 1000} s`)), timeoutMs);
   });
   try {
-    return await Promise.race([drained(services.db.sql, job, services.topics.enriched, total, since), deadline]);
+    return await Promise.race([drained(services.db.sql, job, services.topics.raw, total, since), deadline]);
   } finally {
     clearTimeout(timer);
   }
@@ -165,7 +166,7 @@ async function sinkPhase(kind: LakeKind, filled: boolean): Promise<void> {
     // Each run reads the backlog from its start: the runner resumes from job_offsets, not from the group's offsets.
     await sql`delete from job_offsets where job = ${LAKE_JOB}`;
     for (let partition = 0; partition < PARTITIONS; partition++) {
-      await sql`insert into job_offsets (job, topic, partition, next_offset) values (${LAKE_JOB}, ${services.topics.enriched}, ${partition}, 0)`;
+      await sql`insert into job_offsets (job, topic, partition, next_offset) values (${LAKE_JOB}, ${services.topics.raw}, ${partition}, 0)`;
     }
     await sql`delete from pipeline_runs where job = ${LAKE_JOB}`;
 
@@ -250,12 +251,12 @@ async function drainWith(services: Services, inner: StreamJob) {
   await quiet();
   const usage = sampleUsage();
   const t0 = performance.now();
-  const running = await runJob(job, services, { commitIntervalMs: flushIntervalMs, maxPending: flushMaxRecords });
+  const stop = await runChain([{ job, options: { commitIntervalMs: flushIntervalMs, maxPending: flushMaxRecords } }], services, `${services.config.topicPrefix}${job.name}`);
   const seconds = await drainedWithin(services, job.name, SINK_EVENTS, t0, 15 * 60_000);
   const end = performance.now();
   const cpu = usageSince(usage);
   const drained = { ...spent };
-  await running.stop();
+  await stop();
   const from = at.first || t0;
   // The checkpoint that committed the last records started at or after the last batch.
   const finalCheckpoint = checkpoints.find((t) => t >= at.last && t <= end) ?? at.last;
@@ -292,7 +293,7 @@ async function busOnlyPhase(): Promise<void> {
     let pending = 0;
     const job: StreamJob = {
       name: "bench-bus-only",
-      input: services.topics.enriched,
+      input: services.topics.raw,
       process(batch) {
         pending += batch.records.length;
       },

@@ -101,6 +101,8 @@ export const envSchema = z.object({
    * its first arrival (longer for types a view reads: their window span plus grace).
    */
   DEDUPE_HORIZON_S: optional(integer(1, 30 * 86_400)).default(3_600),
+  /** `off`: the workers do not produce events.enriched (it only serves consumers outside the pipeline). */
+  ENRICHED_TOPIC: optional(z.enum(["on", "off"])).default("on"),
   /** POST /v1/query limits. */
   QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
@@ -144,6 +146,7 @@ export interface Config {
   logLevel: Env["LOG_LEVEL"];
   watermarkIdleTimeoutMs: number;
   dedupeHorizonMs: number;
+  enrichedTopic: boolean;
   lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number; retentionMs: number };
   query: { timeoutMs: number; maxRows: number; maxBytes: number; maxConcurrent: number; maxQueued: number; queueTimeoutMs: number };
   sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number; maxStreamsPerKey: number };
@@ -195,6 +198,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
     dedupeHorizonMs: e.DEDUPE_HORIZON_S * 1000,
+    enrichedTopic: e.ENRICHED_TOPIC === "on",
     lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000, retentionMs: e.LAKE_RETENTION_S * 1000 },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS, maxBytes: e.QUERY_MAX_BYTES, maxConcurrent: e.QUERY_MAX_CONCURRENT, maxQueued: e.QUERY_MAX_QUEUED, queueTimeoutMs: e.QUERY_QUEUE_TIMEOUT_MS },
     sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES, maxStreamsPerKey: e.SSE_MAX_STREAMS_PER_KEY },

@@ -1,3 +1,6 @@
+// The gateway names these schemas with `.openapi()`, which only schemas built after @hono/zod-openapi has
+// extended zod carry: loading it first keeps that true whichever module (a worker, a test) imports this one first.
+import "@hono/zod-openapi";
 import { z } from "zod";
 import { bigintId, integerId, storableText } from "./events/storable.ts";
 

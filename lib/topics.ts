@@ -19,4 +19,4 @@ export function topicSpecs(topics: Topics, partitions: number): TopicSpec[] {
 }
 
 /** The input of each stream job, for lag metrics; a test checks it against the jobs themselves. */
-export const jobInputs: Readonly<Record<string, keyof Topics>> = { enrich: "raw", windows: "enriched", alerts: "enriched", lake: "enriched" };
+export const jobInputs: Readonly<Record<string, keyof Topics>> = { enrich: "raw", windows: "raw", alerts: "raw", lake: "raw" };

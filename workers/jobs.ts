@@ -1,43 +1,91 @@
 import type { Services } from "../lib/services.ts";
 import { views } from "../lib/windows/views.ts";
 import { createAlertsJob } from "./alerts/job.ts";
+import { createChain } from "./chain/chain.ts";
+import { createRepeats } from "./chain/repeats.ts";
 import { createDimsCache } from "./enrich/dims-cache.ts";
-import { createEnrichJob } from "./enrich/job.ts";
+import { createEnrichedOutput } from "./enrich/job.ts";
 import { type RunnerOptions, runJob, type StreamJob } from "./runner.ts";
 import { createLakeSink } from "./lake/index.ts";
 import { createWindowsJob } from "./windows/job.ts";
 
-/** A stream job the runner can host: it starts consuming and resolves a function that stops it. */
+/** An operator of the chain: what it does, how it is built, and its runner's defaults. */
 export interface Job {
   name: string;
   description: string;
+  create(services: Services): Promise<StreamJob>;
+  defaults?(services: Services): RunnerOptions;
+  /** Starts this operator alone on its own chain (tests and `bun run worker <name>`); resolves a function that stops it. */
   start(services: Services, options?: RunnerOptions): Promise<() => Promise<void>>;
 }
 
-const hosted = (name: string, description: string, create: (services: Services) => Promise<StreamJob>, defaults?: (services: Services) => RunnerOptions): Job => ({
+const operator = (name: string, description: string, create: (services: Services) => Promise<StreamJob>, defaults?: (services: Services) => RunnerOptions): Job => ({
   name,
   description,
-  async start(services, options) {
-    const job = await create(services);
-    const running = await runJob(job, services, { ...defaults?.(services), ...options });
-    return running.stop;
-  },
+  create,
+  defaults,
+  start: (services, options) => startChain([name], services, options),
 });
 
-/** Every job, by name. A job is added here and nowhere else. */
+/** Every operator, by name. An operator is added here and nowhere else. */
 export const jobs: Record<string, Job> = {
-  enrich: hosted("enrich", "events.raw → events.enriched: dims join, expected_gear", async (s) =>
-    createEnrichJob({ bus: s.bus, topics: s.topics, dims: await createDimsCache(s.db.sql, s.logger.child({ job: "enrich" })), logger: s.logger.child({ job: "enrich" }), dedupeHorizonMs: s.config.dedupeHorizonMs }),
-  ),
-  windows: hosted("windows", "events.enriched → window aggregates (six views) in Postgres; late events → events.late", async (s) =>
+  enrich: operator("enrich", "enriched events → topic events.enriched, for consumers outside the pipeline (ENRICHED_TOPIC=off skips it)", async (s) => createEnrichedOutput({ bus: s.bus, topics: s.topics })),
+  windows: operator("windows", "enriched events → window aggregates (six views) in Postgres; late events → events.late", async (s) =>
     createWindowsJob({ bus: s.bus, sql: s.db.sql, topics: s.topics, logger: s.logger.child({ job: "windows" }), views: [...views.values()], idleTimeoutMs: s.config.watermarkIdleTimeoutMs }),
   ),
-  lake: hosted(
+  lake: operator(
     "lake",
-    "events.enriched → Parquet in the lake (type/date/hour), manifest in Postgres; dims export; compaction of closed hours",
+    "enriched events → Delta tables in the lake (type/date/hour); dims export; compaction of closed hours; VACUUM",
     createLakeSink,
     // A checkpoint is a flush: by time, or sooner by size.
     (s) => ({ commitIntervalMs: s.config.lakeSink.flushIntervalMs, maxPending: s.config.lakeSink.flushMaxRecords }),
   ),
-  alerts: hosted("alerts", "events.enriched → alerts (Postgres, topic): speeding, gear_mismatch, high_rpm", async (s) => createAlertsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "alerts" }) })),
+  alerts: operator(
+    "alerts",
+    "enriched events → alerts (Postgres, topic): speeding, gear_mismatch, high_rpm",
+    async (s) => createAlertsJob({ bus: s.bus, topics: s.topics, logger: s.logger.child({ job: "alerts" }) }),
+    // An alert is worth little late: commit every few ms (an idle input commits nothing).
+    () => ({ commitIntervalMs: 5 }),
+  ),
 };
+
+/** The operators `bun run worker all` and `bun run start` chain: every one, less events.enriched when switched off. */
+export const defaultOperators = (services: Services) => Object.keys(jobs).filter((name) => name !== "enrich" || services.config.enrichedTopic);
+
+/**
+ * One consumer of events.raw feeding the named operators (workers/chain). The consumer group is named
+ * after the set of operators, so processes running the same set share the partitions between them.
+ * `options` override every operator's runner defaults (tests use short commit intervals).
+ */
+export async function startChain(names: string[], services: Services, options?: RunnerOptions): Promise<() => Promise<void>> {
+  const selected = names.map((name) => {
+    const job = jobs[name];
+    if (!job) throw new Error(`unknown job ${name}`);
+    return job;
+  });
+  const operators = await Promise.all(selected.map((job) => job.create(services)));
+  return runChain(
+    operators.map((job, i) => ({ job, options: { ...selected[i]?.defaults?.(services), ...options } })),
+    services,
+    `${services.config.topicPrefix}${[...names].sort().join("+")}`,
+  );
+}
+
+/**
+ * Runs `operators` chained on one consumer of their input (events.raw; tests use another topic) in
+ * consumer group `group`; resolves a function that stops them.
+ */
+export async function runChain(operators: { job: StreamJob; options?: RunnerOptions }[], services: Services, group: string): Promise<() => Promise<void>> {
+  const topic = operators[0]?.job.input ?? services.topics.raw;
+  if (operators.some((o) => o.job.input !== topic)) throw new Error("chained operators must share their input topic");
+  const logger = services.logger.child({ chain: operators.map((o) => o.job.name).join("+") });
+  const dims = await createDimsCache(services.db.sql, logger);
+  const repeats = createRepeats({ sql: services.db.sql, topic, defaultHorizonMs: services.config.dedupeHorizonMs, logger });
+  const chain = createChain({ bus: services.bus, topic, group, operators: operators.length, dims, repeats, logger });
+  const running = await Promise.all(operators.map(({ job, options }) => runJob(job, chain, services, options)));
+  return async () => {
+    await chain.stop();
+    await Promise.all(running.map((r) => r.stop()));
+    dims.close();
+  };
+}

@@ -1,4 +1,4 @@
-import type { Batch, Consumer, DeliveredRecord, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
+import type { Consumer, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
 import type { Sql, Tx } from "../lib/db/index.ts";
 import { AppError } from "../lib/errors.ts";
 import { checkpointFailedAt, checkpointStarted, checkpointSucceeded, jobStopped } from "../lib/job-health.ts";
@@ -8,9 +8,12 @@ import { backoffDelay } from "../lib/retry.ts";
 import type { Services } from "../lib/services.ts";
 import { type DeadLetter, deadLetterSink, type DeadLetterSink } from "./dead-letters.ts";
 import { isRecordFault } from "./record-faults.ts";
+import type { ChainSource } from "./chain/chain.ts";
+import type { ChainBatch, ChainRecord } from "./chain/types.ts";
 
 /**
- * A stream job as the runner hosts it. `process` turns a batch into pending results held in memory;
+ * A stream job as the runner hosts it: an operator of the chain (workers/chain), fed the records of
+ * events.raw decoded, deduplicated and enriched. `process` turns a batch into pending results held in memory;
  * `checkpoint` writes them inside the transaction in which the runner also stores the input positions
  * (table job_offsets), so results and positions commit together or not at all. After a crash the job
  * restarts from the stored positions and recomputes whatever had not been committed.
@@ -24,7 +27,7 @@ export interface StreamJob {
    * Adds a batch to the pending results. A record the job cannot use at all (not an envelope) goes to
    * `dead`, which sends it to events.dead with the next checkpoint.
    */
-  process(batch: Batch, dead: DeadLetterSink): Promise<void> | void;
+  process(batch: ChainBatch, dead: DeadLetterSink): Promise<void> | void;
   /** Records processed since the last checkpoint; the runner checkpoints early past `maxPending`. */
   pending(): number;
   /**
@@ -89,23 +92,29 @@ const partitionId = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
  * applying records a second time.
  */
 async function savePositions(tx: Tx, job: string, positions: PartitionOffset[], expected: ReadonlyMap<string, number | null>) {
-  for (const p of positions) {
-    const before = expected.get(partitionId(p));
-    const stored =
-      before === undefined
-        ? []
-        : before === null
-          ? await tx`insert into job_offsets (job, topic, partition, next_offset, updated_at) values (${job}, ${p.topic}, ${p.partition}, ${p.offset}, now())
-                     on conflict (job, topic, partition) do nothing returning 1`
-          : await tx`update job_offsets set next_offset = ${p.offset}, updated_at = now()
-                     where job = ${job} and topic = ${p.topic} and partition = ${p.partition} and next_offset = ${before} returning 1`;
-    if (stored.length === 0) throw new PositionsFencedError(p);
-  }
+  const owned = positions.filter((p) => expected.get(partitionId(p)) !== undefined);
+  const unowned = positions.find((p) => expected.get(partitionId(p)) === undefined);
+  if (unowned) throw new PositionsFencedError(unowned);
+  const fresh = owned.filter((p) => expected.get(partitionId(p)) === null);
+  const moved = owned.filter((p) => expected.get(partitionId(p)) !== null);
+  // One statement per kind, whatever the number of partitions: checkpoints run every few ms.
+  const inserted = fresh.length === 0 ? [] : await tx<{ topic: string; partition: number }[]>`
+    insert into job_offsets (job, topic, partition, next_offset, updated_at)
+    select ${job}, topic, partition, next_offset, now() from unnest(${fresh.map((p) => p.topic)}::text[], ${fresh.map((p) => p.partition)}::int[], ${fresh.map((p) => p.offset)}::bigint[]) as f(topic, partition, next_offset)
+    on conflict (job, topic, partition) do nothing returning topic, partition`;
+  const updated = moved.length === 0 ? [] : await tx<{ topic: string; partition: number }[]>`
+    update job_offsets o set next_offset = m.next_offset, updated_at = now()
+    from unnest(${moved.map((p) => p.topic)}::text[], ${moved.map((p) => p.partition)}::int[], ${moved.map((p) => p.offset)}::bigint[], ${moved.map((p) => expected.get(partitionId(p)) ?? 0)}::bigint[]) as m(topic, partition, next_offset, before)
+    where o.job = ${job} and o.topic = m.topic and o.partition = m.partition and o.next_offset = m.before
+    returning o.topic, o.partition`;
+  const stored = new Set([...inserted, ...updated].map(partitionId));
+  const fenced = owned.find((p) => !stored.has(partitionId(p)));
+  if (fenced) throw new PositionsFencedError(fenced);
 }
 
 /** Consecutive records of one partition as batches, in the order given. */
-function batchesOf(records: DeliveredRecord[]): Batch[] {
-  const batches: Batch[] = [];
+function batchesOf(records: ChainRecord[]): ChainBatch[] {
+  const batches: ChainBatch[] = [];
   for (const record of records) {
     const last = batches[batches.length - 1];
     if (last && last.topic === record.topic && last.partition === record.partition) last.records.push(record);
@@ -115,7 +124,7 @@ function batchesOf(records: DeliveredRecord[]): Batch[] {
 }
 
 /** Per partition, the position after the last of `records`. */
-function positionsAfter(records: DeliveredRecord[]): PartitionOffset[] {
+function positionsAfter(records: ChainRecord[]): PartitionOffset[] {
   const next = new Map<string, PartitionOffset>();
   for (const r of records) next.set(`${r.topic}/${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.offset + 1 });
   return [...next.values()];
@@ -123,8 +132,8 @@ function positionsAfter(records: DeliveredRecord[]): PartitionOffset[] {
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-/** Runs a job as a member of its consumer group until `stop()` is called. */
-export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "db" | "logger" | "config" | "topics">, options: RunnerOptions = {}) {
+/** Runs a job as an operator of `chain` until `stop()` is called. */
+export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<Services, "bus" | "db" | "logger" | "config" | "topics">, options: RunnerOptions = {}) {
   const logger: Logger = services.logger.child({ job: job.name });
   const { sql } = services.db;
   const commitIntervalMs = options.commitIntervalMs ?? 250;
@@ -137,9 +146,9 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
    * The batches handled since the last checkpoint, in delivery order. Each partition's records are in
    * offset order, so any prefix of their records ends every partition at a position it may commit.
    */
-  let uncommitted: Batch[] = [];
+  let uncommitted: ChainBatch[] = [];
   let uncommittedRecords = 0;
-  const setUncommitted = (batches: Batch[]) => {
+  const setUncommitted = (batches: ChainBatch[]) => {
     uncommitted = batches;
     uncommittedRecords = batches.reduce((sum, b) => sum + b.records.length, 0);
   };
@@ -179,8 +188,8 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     for (const p of positions) expected.set(partitionId(p), p.offset);
     dead = dead.slice(sending.length);
     deadLetters.committed(sending);
-    // The bus's own group offsets only feed lag metrics; the positions of record are in job_offsets.
-    await consumer?.commit(positions).catch((error: unknown) => logger.warn("bus offset commit failed (lag metrics only)", { error }));
+    // The bus's own group offsets only feed its tools; the positions of record are in job_offsets.
+    await consumer?.commit(positions);
   };
 
   /**
@@ -219,7 +228,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
 
   /** Processes `records` from the committed state and commits them; false when a record in them is refused. */
   let refusal: unknown;
-  const attempt = async (records: DeliveredRecord[]): Promise<boolean> => {
+  const attempt = async (records: ChainRecord[]): Promise<boolean> => {
     await reload();
     try {
       for (const batch of batchesOf(records)) await job.process(batch, collectDead);
@@ -245,7 +254,7 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
   const isolate = async () => {
     /** What is not committed yet: settle works through it from the front. */
     let remaining = uncommitted.flatMap((b) => b.records);
-    const settle = async (records: DeliveredRecord[]): Promise<void> => {
+    const settle = async (records: ChainRecord[]): Promise<void> => {
       if (await attempt(records)) {
         remaining = remaining.slice(records.length);
         return;
@@ -322,10 +331,8 @@ export async function runJob(job: StreamJob, services: Pick<Services, "bus" | "d
     for (const p of partitions) advanced.delete(`${p.topic}/${p.partition}`);
   };
 
-  consumer = await services.bus.consume({
-    // The group shares the topics' prefix; positions of record stay keyed by the job's name in job_offsets.
-    group: `${services.config.topicPrefix}${job.name}`,
-    topics: [job.input],
+  consumer = await chain.subscribe({
+    name: job.name,
     onAssign: async (partitions) =>
       exclusive(async () => {
         const starts = await loadPositions(sql, job.name, partitions);

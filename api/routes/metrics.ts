@@ -5,8 +5,8 @@ import { jobInputs } from "../../lib/topics.ts";
 import type { AppEnv } from "../env.ts";
 
 /**
- * GET /metrics (Prometheus text). Besides what this process records, each scrape reads the consumer
- * lag of every job's group from the bus and the runs log from Postgres, so the gateway shows the
+ * GET /metrics (Prometheus text). Besides what this process records, each scrape reads every job's
+ * lag (its committed positions against the bus's end offsets) and the runs log from Postgres, so the gateway shows the
  * workers' progress even when they run in other processes.
  */
 export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
@@ -18,14 +18,23 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
   const deadLettered = scraped.gauge("devpipe_dead_lettered_records", "Records moved to events.dead, by the job whose sink refused them (from the runs log)");
   const lastRun = scraped.gauge("devpipe_pipeline_last_run_seconds", "Duration of each job's latest finished run");
   scraped.collect(async () => {
-    const series = await Promise.all(
-      Object.entries(jobInputs).map(async ([job, input]) => {
-        const group = `${services.config.topicPrefix}${job}`;
-        const partitions = await services.bus.lag(group, services.topics[input]);
-        return partitions.map((p) => ({ labels: { job, group, topic: p.topic, partition: String(p.partition) }, value: p.lag }));
+    // From the positions of record (job_offsets), not the bus's group offsets: operators chained on one
+    // consumer each commit their own position. A job that never committed is not running anywhere.
+    const positions = await services.db.sql<{ job: string; topic: string; partition: number; next_offset: number }[]>`
+      select job, topic, partition, next_offset from job_offsets where job = any(${Object.keys(jobInputs)})`;
+    const inputs = [...new Set(Object.values(jobInputs))];
+    const ends = new Map(await Promise.all(inputs.map(async (input) => [input, await services.bus.endOffsets(services.topics[input])] as const)));
+    lag.replace(
+      Object.entries(jobInputs).flatMap(([job, input]) => {
+        const topic = services.topics[input];
+        const mine = positions.filter((p) => p.job === job && p.topic === topic);
+        if (mine.length === 0) return [];
+        return (ends.get(input) ?? []).map((end) => ({
+          labels: { job, topic, partition: String(end.partition) },
+          value: Math.max(0, end.offset - (mine.find((p) => p.partition === end.partition)?.next_offset ?? 0)),
+        }));
       }),
     );
-    lag.replace(series.flat());
   });
   scraped.collect(async () => {
     const counts = await services.db.sql<{ job: string; status: string; n: number }[]>`select job, status, count(*)::int as n from pipeline_runs group by job, status`;

@@ -24,6 +24,17 @@ function toBusError(error: unknown, what: string): Error {
   return new BusUnavailableError(`${what}: ${message}`, { cause: error });
 }
 
+/** A record's headers as strings (the first value of a repeated header), in a loop: this runs per record. */
+function headersOf(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!headers) return out;
+  for (const key in headers) {
+    const value = headers[key];
+    out[key] = Array.isArray(value) ? String(value[0] ?? "") : String(value ?? "");
+  }
+  return out;
+}
+
 /**
  * Bytes of record values per partition in one produce request: the broker refuses a partition's batch
  * over message.max.bytes (1 MiB by default). A request carries a batch for each partition it touches.
@@ -264,7 +275,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
                 offset,
                 key: message.key?.toString("utf8") ?? "",
                 value: message.value ? new Uint8Array(message.value.buffer, message.value.byteOffset, message.value.byteLength) : new Uint8Array(0),
-                headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? String(v[0] ?? "") : String(v ?? "")])),
+                headers: headersOf(message.headers),
                 timestamp: Number(message.timestamp),
               });
             }

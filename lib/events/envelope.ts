@@ -20,6 +20,26 @@ const decoder = new TextDecoder();
 export const encodeEnvelope = (envelope: Envelope): Uint8Array => encoder.encode(JSON.stringify(envelope));
 export const decodeEnvelope = (bytes: Uint8Array): Envelope => EnvelopeSchema.parse(JSON.parse(decoder.decode(bytes)));
 
+/**
+ * The envelope of a record the gateway wrote (events.raw, events.enriched), checked for its shape only:
+ * the gateway validated the event before appending it, so the stream workers trust the payload and skip
+ * the zod parse (a third of a worker's time per record). Undefined when the bytes are not an envelope.
+ */
+export function decodeTrustedEnvelope(bytes: Uint8Array): Envelope | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decoder.decode(bytes));
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null) return undefined;
+  const e = parsed as Record<string, unknown>;
+  if (typeof e.type !== "string" || typeof e.key !== "string" || typeof e.event_id !== "string") return undefined;
+  if (!Number.isInteger(e.event_time) || !Number.isInteger(e.ingest_time)) return undefined;
+  if (typeof e.payload !== "object" || e.payload === null || Array.isArray(e.payload)) return undefined;
+  return parsed as Envelope;
+}
+
 /** The envelope, or undefined when the bytes are not one (a foreign producer, a bug): callers skip and count it. */
 export function tryDecodeEnvelope(bytes: Uint8Array): Envelope | undefined {
   try {

@@ -1,4 +1,7 @@
 import type { Sql, Tx } from "../db/index.ts";
+// The gateway names these schemas with `.openapi()`, which only schemas built after @hono/zod-openapi has
+// extended zod carry: loading it first keeps that true whichever module (a worker, a test) imports this one first.
+import "@hono/zod-openapi";
 import { z } from "zod";
 
 export const RunStatusSchema = z.enum(["running", "succeeded", "failed", "dead_letter"]);

@@ -57,12 +57,12 @@ test("a database outage stalls the windows job without counting any event twice"
     return ((await response.json()) as { items: { count: number }[] }).items.reduce((sum, w) => sum + w.count, 0);
   };
 
-  await services.bus.produce(services.topics.enriched, readings(0, 100));
+  await services.bus.produce(services.topics.raw, readings(0, 100));
   await waitFor(async () => (await counted()) === 100, { what: "the first 100 readings counted" });
 
   proxy.cut();
   for (let i = 0; i < 5; i++) {
-    await services.bus.produce(services.topics.enriched, readings(100 + i * 100, 100));
+    await services.bus.produce(services.topics.raw, readings(100 + i * 100, 100));
     await Bun.sleep(300);
   }
   await proxy.restore();

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { partitionFor } from "../../lib/bus/partitioner.ts";
-import type { Batch } from "../../lib/bus/types.ts";
 import type { Tx } from "../../lib/db/index.ts";
 import { closeServices, type Services } from "../../lib/services.ts";
-import { runJob, type StreamJob } from "../../workers/runner.ts";
+import { runChain } from "../../workers/jobs.ts";
+import type { ChainBatch } from "../../workers/chain/types.ts";
+import type { StreamJob } from "../../workers/runner.ts";
 import { serviceSetups } from "../support/setups.ts";
 import { tempDir } from "../support/tmp.ts";
 import { waitFor } from "../support/wait.ts";
@@ -47,7 +48,7 @@ for (const [name, setup] of Object.entries(setups)) {
       const job: StreamJob = {
         name: jobName,
         input: topic,
-        process(batch: Batch) {
+        process(batch: ChainBatch) {
           for (const r of batch.records) pending.push(new TextDecoder().decode(r.value));
         },
         pending: () => pending.length,
@@ -68,7 +69,7 @@ for (const [name, setup] of Object.entries(setups)) {
       };
       // Positions start where the topic ends now, as if an earlier owner had committed them.
       for (const s of start) await sql`insert into job_offsets (job, topic, partition, next_offset) values (${jobName}, ${topic}, ${s.partition}, ${s.offset})`;
-      const running = await runJob(job, services, { commitIntervalMs: 50 });
+      const stop = await runChain([{ job, options: { commitIntervalMs: 50 } }], services, `${services.config.topicPrefix}${job.name}`);
       try {
         await services.bus.produce(topic, Array.from({ length: 8 }, (_, i) => ({ key: `k${i}`, value: new TextEncoder().encode(`first-${i}`) })));
         await waitFor(() => gateReached, { what: "the first checkpoint to hold its transaction open" });
@@ -89,7 +90,7 @@ for (const [name, setup] of Object.entries(setups)) {
         expect(rows.length).toBe(5);
       } finally {
         release();
-        await running.stop();
+        await stop();
       }
     });
 
@@ -106,7 +107,7 @@ for (const [name, setup] of Object.entries(setups)) {
       const job: StreamJob = {
         name,
         input: topic,
-        process(batch: Batch) {
+        process(batch: ChainBatch) {
           if (batch.partition === partition) for (const r of batch.records) pending.push(r.offset);
         },
         pending: () => pending.length,
@@ -129,7 +130,7 @@ for (const [name, setup] of Object.entries(setups)) {
         },
       };
       for (const e of await services.bus.endOffsets(topic)) await sql`insert into job_offsets (job, topic, partition, next_offset) values (${name}, ${topic}, ${e.partition}, ${e.offset})`;
-      const running = await runJob(job, services, { commitIntervalMs: 50 });
+      const stop = await runChain([{ job, options: { commitIntervalMs: 50 } }], services, `${services.config.topicPrefix}${job.name}`);
       const total = 1_500;
       try {
         for (let i = 0; i < total; i += 50) {
@@ -139,7 +140,7 @@ for (const [name, setup] of Object.entries(setups)) {
         const last = startAt + total - 1;
         await waitFor(() => committed.has(last), { timeoutMs: 30_000, what: "the last record committed" });
       } finally {
-        await running.stop();
+        await stop();
       }
       expect(fenceAt).toBeDefined();
       // From the fence on, every offset is applied exactly once: none skipped by a stale batch, none twice.

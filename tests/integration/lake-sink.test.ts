@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { createApp } from "../../api/app.ts";
-import type { DeliveredRecord } from "../../lib/bus/types.ts";
-import { encodeEnvelope } from "../../lib/events/envelope.ts";
+import type { ChainRecord } from "../../workers/chain/types.ts";
+import { type Envelope, encodeEnvelope } from "../../lib/events/envelope.ts";
 import { tableLogsOf } from "../../lib/lake/delta/log.ts";
 import { Duck } from "../../lib/lake/duckdb.ts";
 import { eventTableOf } from "../../lib/lake/tables.ts";
@@ -89,7 +89,7 @@ for (const [name, { open, uri }] of Object.entries(setups)) {
       const snapshot = await tableLogsOf(services.lake).snapshot(eventTableOf("sensor.reading"));
       expect(snapshot).not.toBeNull();
       const appIds = [...(snapshot?.txns.keys() ?? [])];
-      expect(appIds.some((id) => id.startsWith(`devpipe.lake:${services.topics.enriched}:`))).toBe(true);
+      expect(appIds.some((id) => id.startsWith(`devpipe.lake:${services.topics.raw}:`))).toBe(true);
       for (const add of snapshot?.files.values() ?? []) {
         const stats = JSON.parse(add.stats ?? "{}") as { numRecords: number; minValues: Record<string, string>; maxValues: Record<string, string> };
         expect(stats.numRecords).toBeGreaterThan(0);
@@ -102,20 +102,15 @@ for (const [name, { open, uri }] of Object.entries(setups)) {
     test("a stale owner flushing after the new owner committed its partition adds nothing", async () => {
       // A topic of its own: its txn appIds are apart from the running sink's.
       const topic = uniqueName("stale");
-      const records: DeliveredRecord[] = Array.from({ length: 10 }, (_, i) => ({
-        topic,
-        partition: 0,
-        offset: i,
-        key: `${run}-stale-${i}`,
-        value: encodeEnvelope({ type: "sensor.reading", key: `${run}-stale-${i}`, event_id: `${run}-stale-${i}`, event_time: hourA + i, ingest_time: Date.now(), payload: { sensor_id: `${run}-stale-${i}`, temperature: 1, humidity: 1 } }),
-        headers: {},
-        timestamp: Date.now(),
-      }));
+      const records: ChainRecord[] = Array.from({ length: 10 }, (_, i) => {
+        const event: Envelope = { type: "sensor.reading", key: `${run}-stale-${i}`, event_id: `${run}-stale-${i}`, event_time: hourA + i, ingest_time: Date.now(), payload: { sensor_id: `${run}-stale-${i}`, temperature: 1, humidity: 1 } };
+        return { topic, partition: 0, offset: i, key: event.key, value: encodeEnvelope(event), event, headers: {}, timestamp: Date.now() };
+      });
       const owners: Duck[] = [];
       const owner = async () => {
         const duck = await Duck.open();
         owners.push(duck);
-        const job = createLakeJob({ sql: services.db.sql, store: services.lake, duck, workDir: join(dir.path, uniqueName("w")), topics: { ...services.topics, enriched: topic }, logger: services.logger });
+        const job = createLakeJob({ sql: services.db.sql, store: services.lake, duck, workDir: join(dir.path, uniqueName("w")), topics: { ...services.topics, raw: topic }, logger: services.logger });
         await job.assigned?.([{ topic, partition: 0 }], services.db.sql, []);
         job.process({ topic, partition: 0, records }, () => undefined);
         return job;

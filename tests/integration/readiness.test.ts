@@ -33,18 +33,18 @@ for (const [name, setup] of Object.entries(setups)) {
     };
 
     test("a job with records waiting and no progress is named; progress clears it", async () => {
-      await commitPositions("lake", services.topics.enriched);
+      await commitPositions("lake", services.topics.raw);
       expect((await readiness(services)).checks.jobs).toEqual({ status: "ok" });
-      await services.bus.produce(services.topics.enriched, [{ key: "k", value: new TextEncoder().encode("{}") }]);
+      await services.bus.produce(services.topics.raw, [{ key: "k", value: new TextEncoder().encode("{}") }]);
       // Seen behind once, then still behind with the same position past the threshold.
       expect((await readiness(services)).checks.jobs).toEqual({ status: "ok" });
       const error = await waitFor(async () => {
         const { ready, checks } = await readiness(services);
         return !ready && checks.jobs.status === "failing" ? checks.jobs.error : undefined;
       }, { timeoutMs: 10_000, intervalMs: 200, what: "the stalled job named" });
-      expect(error).toMatch(/^lake: 1 records waiting on .*events\.enriched\/\d+ with no progress for \d+ s$/);
+      expect(error).toMatch(/^lake: 1 records waiting on .*events\.raw\/\d+ with no progress for \d+ s$/);
 
-      await commitPositions("lake", services.topics.enriched);
+      await commitPositions("lake", services.topics.raw);
       expect(await readiness(services)).toMatchObject({ ready: true, checks: { jobs: { status: "ok" } } });
     });
 

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import type { Envelope } from "../../lib/events/index.ts";
-import { type AnyView, views } from "../../lib/windows/views.ts";
-import { PartitionWindows } from "../../workers/windows/engine.ts";
+import { TimeWindows } from "../../lib/windows/spec.ts";
+import { type AnyView, type View, views } from "../../lib/windows/views.ts";
+import { PartitionWindows, type WindowRow } from "../../workers/windows/engine.ts";
 
 const MIN = 60_000;
 const T = Date.parse("2026-11-21T10:00:00Z");
@@ -129,4 +130,188 @@ test("fines sum per user per UTC day", () => {
   engine.apply(location("u1", T + 60 * MIN, 250.5), Number.NEGATIVE_INFINITY);
   engine.apply(location("u1", T + 2 * MIN), Number.NEGATIVE_INFINITY);
   expect(metricsOf(engine, "fines_by_user_1d")).toEqual([{ key: "u1", start: Date.parse("2026-11-21T00:00:00Z"), end: Date.parse("2026-11-22T00:00:00Z"), final: false, total_fine: 350.5, events: 3 }]);
+});
+
+describe("sessions close deterministically under the watermark", () => {
+  const GAP = 30 * MIN;
+  const sessionsOnly = () => new PartitionWindows(0, [view("user_sessions")]);
+  type Stored = { start: number; end: number; events: number; final: boolean };
+  /** What the aggregates table would hold: every change written in order, as a checkpoint does. */
+  const flush = (engine: PartitionWindows, table: Map<string, Stored & { key: string; row: WindowRow }>) => {
+    const { upserts, deletes, committed } = engine.changes();
+    for (const d of deletes) table.delete(`${d.key}@${d.start}`);
+    for (const r of upserts) table.set(`${r.key}@${r.start}`, { key: r.key, start: r.start, end: r.end, events: (r.acc as { events: number }).events, final: r.final, row: r });
+    committed();
+  };
+  const rows = (table: Map<string, Stored & { key: string; row: WindowRow }>, key = "u1") =>
+    [...table.values()].filter((r) => r.key === key).map(({ start, end, events, final }) => ({ start, end, events, final })).sort((a, b) => a.start - b.start);
+
+  test("a session the watermark has passed is closed before the next event of its key, not at the next checkpoint", () => {
+    const engine = sessionsOnly();
+    const table = new Map<string, Stored & { key: string; row: WindowRow }>();
+    expect(engine.apply(activity("u1", T), Number.NEGATIVE_INFINITY)).toEqual([]);
+    // The watermark passes T + 30 min (other keys, other partitions) with no checkpoint in between.
+    expect(engine.apply(activity("u1", T + 45 * MIN), T + 32 * MIN)).toEqual([]);
+    flush(engine, table);
+    expect(rows(table)).toEqual([
+      { start: T, end: T, events: 1, final: true },
+      { start: T + 45 * MIN, end: T + 45 * MIN, events: 1, final: false },
+    ]);
+  });
+
+  test("an event reaching a session the watermark has closed is late, with or without a checkpoint in between, and after a restart", () => {
+    // Two sessions of u1, 50 minutes apart; the watermark passes the first one's gap; then an event between them
+    // arrives that would bridge them. Whether a checkpoint (finalize, commit) ran in between must not matter.
+    const bridge = activity("u1", T + 25 * MIN);
+    const run = (checkpointBefore: boolean, restart: boolean) => {
+      let engine = sessionsOnly();
+      const table = new Map<string, Stored & { key: string; row: WindowRow }>();
+      engine.apply(activity("u1", T), Number.NEGATIVE_INFINITY);
+      engine.apply(activity("u1", T + 50 * MIN), Number.NEGATIVE_INFINITY);
+      if (checkpointBefore) {
+        engine.finalize(T + 31 * MIN);
+        flush(engine, table);
+      }
+      if (restart) {
+        flush(engine, table);
+        engine = sessionsOnly();
+        engine.load([...table.values()].map((r) => r.row));
+      }
+      const late = engine.apply(bridge, T + 31 * MIN);
+      engine.finalize(T + 31 * MIN);
+      flush(engine, table);
+      return { late, rows: rows(table) };
+    };
+    const expected = {
+      late: ["user_sessions"],
+      rows: [
+        { start: T, end: T, events: 1, final: true },
+        { start: T + 50 * MIN, end: T + 50 * MIN, events: 1, final: false },
+      ],
+    };
+    expect(run(false, false)).toEqual(expected);
+    expect(run(true, false)).toEqual(expected);
+    expect(run(true, true)).toEqual(expected);
+  });
+
+  test("an event that would extend a closed session is late, even when it would not be late by itself", () => {
+    const engine = sessionsOnly();
+    engine.apply(activity("u1", T), Number.NEGATIVE_INFINITY);
+    engine.finalize(T + GAP);
+    engine.changes().committed();
+    expect(engine.size()).toBe(0);
+    // Alone, an event at T + 29 min would open a session closing at T + 59 min, past the watermark: it is within the
+    // gap of the final session, though, and would change it.
+    expect(engine.apply(activity("u1", T + 29 * MIN), T + 40 * MIN)).toEqual(["user_sessions"]);
+    expect(engine.apply(activity("u1", T + 31 * MIN), T + 40 * MIN)).toEqual([]);
+    // Once the session an event would start alone has closed, it is late even if it reaches an open session: it
+    // could reach a final one the engine has forgotten (here T's, past T + 30 min + a gap), and no final row may change.
+    expect(engine.apply(activity("u1", T + 20 * MIN), T + 60 * MIN)).toEqual(["user_sessions"]);
+    expect(engine.apply(activity("u1", T + 35 * MIN), T + 60 * MIN)).toEqual([]);
+    const { upserts } = engine.changes();
+    expect(upserts.map((r) => [r.start - T, r.end - T, (r.acc as { events: number }).events])).toEqual([[31 * MIN, 35 * MIN, 2]]);
+  });
+
+  test("the stored sessions are a function of the (event, watermark) sequence only, and equal the sessions of the events not late", () => {
+    // A small deterministic generator: three users, sessions split by gaps, arrival out of order by up to 45 min.
+    let state = 12_345;
+    const random = () => {
+      state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return state / 2_147_483_648;
+    };
+    for (let round = 0; round < 200; round++) {
+      const events: Envelope[] = [];
+      for (const user of ["u1", "u2", "u3"]) {
+        let t = T + Math.floor(random() * 10 * MIN);
+        for (let i = 0; i < 12; i++) {
+          events.push(activity(user, t));
+          t += MIN + Math.floor(random() * 50 * MIN) + 1;
+        }
+      }
+      const arrival = events.map((e) => ({ e, at: e.event_time + random() * 45 * MIN })).sort((a, b) => a.at - b.at).map((a) => a.e);
+      let max = Number.NEGATIVE_INFINITY;
+      const sequence = arrival.map((e) => {
+        const watermark = max - 2 * MIN;
+        max = Math.max(max, e.event_time);
+        return { e, watermark, checkpoint: random() < 0.3 };
+      });
+      const runWith = (checkpoints: boolean) => {
+        const engine = sessionsOnly();
+        const table = new Map<string, Stored & { key: string; row: WindowRow }>();
+        const accepted: Envelope[] = [];
+        for (const { e, watermark, checkpoint } of sequence) {
+          if (engine.apply(e, watermark).length === 0) accepted.push(e);
+          if (checkpoints && checkpoint) {
+            engine.finalize(watermark);
+            flush(engine, table);
+          }
+        }
+        engine.finalize(max - 2 * MIN);
+        flush(engine, table);
+        return { accepted: accepted.map((e) => e.event_id), u1: rows(table, "u1"), u2: rows(table, "u2"), u3: rows(table, "u3"), all: accepted };
+      };
+      const without = runWith(false);
+      const withCheckpoints = runWith(true);
+      expect({ ...withCheckpoints, all: [] }).toEqual({ ...without, all: [] });
+      // The reference: sessions of the accepted events, split where the silence exceeds the gap (as the DuckDB oracle).
+      for (const user of ["u1", "u2", "u3"] as const) {
+        const times = without.all.filter((e) => e.payload.user_id === user).map((e) => e.event_time).sort((a, b) => a - b);
+        const reference: { start: number; end: number; events: number }[] = [];
+        for (const t of times) {
+          const last = reference[reference.length - 1];
+          if (last && t - last.end <= GAP) {
+            last.end = t;
+            last.events++;
+          } else reference.push({ start: t, end: t, events: 1 });
+        }
+        expect(without[user].map(({ start, end, events }) => ({ start, end, events }))).toEqual(reference);
+      }
+    }
+  });
+});
+
+describe("watermarks per event type", () => {
+  const marks = (byType: Record<string, number>) => (type: string) => byType[type] ?? Number.NEGATIVE_INFINITY;
+
+  test("an event is judged by the watermark of its own type: a sensor backlog does not make current activity late, nor the reverse", () => {
+    const engine = new PartitionWindows(0, all);
+    const watermarks = marks({ "sensor.reading": T - 60 * MIN, "user.activity": T });
+    expect(engine.apply(reading("s1", T - 50 * MIN, 20), watermarks)).toEqual([]);
+    expect(engine.apply(activity("u1", T + 10_000), watermarks)).toEqual([]);
+    expect(engine.apply(activity("u2", T - 5 * MIN), watermarks)).toEqual(["page_views_1m", "active_users_5m"]);
+    expect(engine.apply(reading("s1", T - 70 * MIN, 20), watermarks)).toEqual(["sensor_stats_1m"]);
+  });
+
+  test("windows close by the watermark of the types their view reads", () => {
+    const engine = new PartitionWindows(0, all);
+    engine.apply(reading("s1", T + 1_000, 20), Number.NEGATIVE_INFINITY);
+    engine.apply(activity("u1", T + 1_000), Number.NEGATIVE_INFINITY);
+    engine.finalize(marks({ "sensor.reading": T + MIN, "user.activity": T }));
+    const upserts = engine.changes().upserts;
+    expect(upserts.filter((r) => r.view === "sensor_stats_1m").map((r) => r.final)).toEqual([true]);
+    expect(upserts.filter((r) => r.view === "page_views_1m").map((r) => r.final)).toEqual([false]);
+  });
+
+  test("a view reading several types closes its windows at the slowest of them", () => {
+    const both: View<{ n: number }> = {
+      name: "both",
+      sources: ["sensor.reading", "user.activity"],
+      window: TimeWindows.ofSizeAndGrace(MIN, 0),
+      accepts: (e) => e.type === "sensor.reading" || e.type === "user.activity",
+      keyOf: () => "all",
+      init: () => ({ n: 0 }),
+      add: (acc) => ({ n: acc.n + 1 }),
+      merge: (a, b) => ({ n: a.n + b.n }),
+      metrics: (acc) => ({ n: acc.n }),
+    };
+    const engine = new PartitionWindows(0, [both as unknown as AnyView]);
+    const watermarks = marks({ "sensor.reading": T + 5 * MIN, "user.activity": T });
+    // Behind the sensor watermark but in a window the view has not closed: applied.
+    expect(engine.apply(reading("s1", T + 30_000, 20), watermarks)).toEqual([]);
+    engine.finalize(watermarks);
+    expect(engine.changes().upserts.map((r) => [r.start, r.final])).toEqual([[T, false]]);
+    engine.finalize(marks({ "sensor.reading": T + 5 * MIN, "user.activity": T + MIN }));
+    expect(engine.changes().upserts.map((r) => [r.start, r.final])).toEqual([[T, true]]);
+    expect(() => new PartitionWindows(0, [{ ...both, sources: [] } as unknown as AnyView])).toThrow(RangeError);
+  });
 });

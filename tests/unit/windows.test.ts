@@ -3,6 +3,8 @@ import { SessionWindows, TimeWindows, windowsFor } from "../../lib/windows/spec.
 import { WatermarkTracker } from "../../workers/windows/watermark.ts";
 
 const MIN = 60_000;
+/** One event type throughout: these are the per-partition rules, which hold per (partition, type). */
+const TYPE = "sensor.reading";
 const at = (iso: string) => Date.parse(iso);
 
 describe("window specs", () => {
@@ -41,13 +43,13 @@ describe("watermark", () => {
     const clock = { t: 0 };
     const w = tracker(clock);
     w.assign([0, 1]);
-    w.observe(0, 10 * MIN);
+    w.observe(0, TYPE, 10 * MIN);
     expect(w.watermark()).toBe(Number.NEGATIVE_INFINITY); // partition 1 has no data yet and is not idle
-    w.observe(1, 5 * MIN);
+    w.observe(1, TYPE, 5 * MIN);
     expect(w.watermark()).toBe(3 * MIN);
-    w.observe(1, 4 * MIN); // out of order: no effect
+    w.observe(1, TYPE, 4 * MIN); // out of order: no effect
     expect(w.watermark()).toBe(3 * MIN);
-    w.observe(1, 12 * MIN);
+    w.observe(1, TYPE, 12 * MIN);
     expect(w.watermark()).toBe(8 * MIN);
   });
 
@@ -55,10 +57,10 @@ describe("watermark", () => {
     const clock = { t: 0 };
     const w = tracker(clock);
     w.assign([0, 1]);
-    w.observe(0, 10 * MIN);
-    w.observe(1, 1 * MIN);
+    w.observe(0, TYPE, 10 * MIN);
+    w.observe(1, TYPE, 1 * MIN);
     clock.t = 20_000;
-    w.observe(0, 11 * MIN);
+    w.observe(0, TYPE, 11 * MIN);
     expect(w.watermark()).toBe(-1 * MIN);
     clock.t = 31_000; // partition 1 silent for 31 s
     expect(w.watermark()).toBe(9 * MIN);
@@ -68,7 +70,7 @@ describe("watermark", () => {
     const clock = { t: at("2026-11-21T10:00:00Z") };
     const w = tracker(clock);
     w.assign([0, 1]);
-    w.observe(0, at("2026-11-21T09:59:59Z"));
+    w.observe(0, TYPE, at("2026-11-21T09:59:59Z"));
     clock.t = at("2026-11-21T10:05:00Z");
     expect(w.watermark()).toBe(at("2026-11-21T10:02:59Z"));
   });
@@ -79,7 +81,7 @@ describe("watermark", () => {
     w.assign([0, 1]);
     clock.t += 60_000; // idle before any data: nothing moves
     expect(w.watermark()).toBe(Number.NEGATIVE_INFINITY);
-    w.observe(0, at("2026-11-20T08:00:00Z")); // a day-old backlog starts arriving
+    w.observe(0, TYPE, at("2026-11-20T08:00:00Z")); // a day-old backlog starts arriving
     clock.t += 40_000;
     expect(w.watermark()).toBe(at("2026-11-20T07:58:40Z"));
   });
@@ -89,7 +91,7 @@ describe("watermark", () => {
     const w = tracker(clock);
     w.restore(0, 50 * MIN);
     w.assign([0]);
-    w.observe(0, 10 * MIN);
+    w.observe(0, TYPE, 10 * MIN);
     expect(w.watermark()).toBe(50 * MIN);
   });
 });
@@ -99,14 +101,14 @@ test("a partition taken over with a backlog is not idle until it has caught up",
   const w = new WatermarkTracker({ latenessMs: 2 * MIN, idleTimeoutMs: 1_000, now: () => clock.t });
   w.assign([0, 1]);
   w.hold(1, "backlog");
-  w.observe(0, 30 * MIN);
+  w.observe(0, TYPE, 30 * MIN);
   clock.t = 5_000; // partition 1 has delivered nothing for 5 s, but it is catching up
-  expect(w.watermarkOf(1)).toBe(Number.NEGATIVE_INFINITY);
-  w.observe(1, 10 * MIN);
-  expect(w.watermarkOf(1)).toBe(8 * MIN);
+  expect(w.watermarkOf(1, TYPE)).toBe(Number.NEGATIVE_INFINITY);
+  w.observe(1, TYPE, 10 * MIN);
+  expect(w.watermarkOf(1, TYPE)).toBe(8 * MIN);
   w.release(1, "backlog");
   clock.t = 6_500;
-  w.observe(0, 30 * MIN);
+  w.observe(0, TYPE, 30 * MIN);
   clock.t = 7_000; // partition 1 caught up and silent since: idle, it follows the active partition 0
-  expect(w.watermarkOf(1)).toBe(28 * MIN);
+  expect(w.watermarkOf(1, TYPE)).toBe(28 * MIN);
 });

@@ -1,10 +1,9 @@
 import { type Alert, alertIdFor } from "../../lib/alerts.ts";
-import type { Batch, Bus } from "../../lib/bus/types.ts";
+import type { Bus } from "../../lib/bus/types.ts";
 import type { Tx } from "../../lib/db/index.ts";
-import { tryDecodeEnvelope } from "../../lib/events/index.ts";
-import { undecodableRecords } from "../../lib/metrics.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
+import type { ChainBatch } from "../chain/types.ts";
 import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import { matchingRules } from "../../lib/alert-rules.ts";
@@ -12,7 +11,7 @@ import { matchingRules } from "../../lib/alert-rules.ts";
 const encoder = new TextEncoder();
 
 /**
- * events.enriched → Postgres `alerts` (idempotent by event_id) and the `alerts` topic. Inserted rows and
+ * The chain's enriched events → Postgres `alerts` (idempotent by event_id) and the `alerts` topic. Inserted rows and
  * input positions commit together; the topic gets what was inserted, before the commit (at least once,
  * same alert_id on a repeat).
  */
@@ -20,14 +19,13 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
   let pending = new Map<string, Alert>();
   return {
     name: "alerts",
-    input: deps.topics.enriched,
-    process(batch: Batch, dead: DeadLetterSink) {
+    input: deps.topics.raw,
+    process(batch: ChainBatch, dead: DeadLetterSink) {
       for (const record of batch.records) {
-        const envelope = tryDecodeEnvelope(record.value);
+        const envelope = record.event;
         if (!envelope) {
           // Set aside, never retried: failing the batch would only bring the same bytes back.
-          undecodableRecords.inc({ job: "alerts" });
-          dead(record, "not an event envelope");
+          if (record.undecodable) dead(record, "not an event envelope");
           continue;
         }
         const rules = matchingRules(envelope.type, envelope.payload);

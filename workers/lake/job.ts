@@ -1,6 +1,5 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { Batch } from "../../lib/bus/types.ts";
 import type { Sql, Tx } from "../../lib/db/index.ts";
 import { DeltaConflictError } from "../../lib/errors.ts";
 import { eventTypes } from "../../lib/events/index.ts";
@@ -17,31 +16,20 @@ import type { Logger } from "../../lib/log.ts";
 import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds, undecodableRecords } from "../../lib/metrics.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 import type { Topics } from "../../lib/topics.ts";
-import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
+import { type ChainBatch, enrichedValue } from "../chain/types.ts";
 import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 
 export const LAKE_JOB = "lake";
 
-const decoder = new TextDecoder();
 const tables = new Map([...eventTypes.keys()].map((type) => [type, eventTableOf(type)]));
 /** The table of a known type, without building the name per record. */
 const tableOf = (type: string) => tables.get(type) ?? eventTableOf(type);
-
-/** What the lake holds (or this worker has buffered) of one input partition in one table. */
-interface Progress {
-  /** Last input offset. */
-  offset: number;
-  /** Last events.raw offset per source partition: a replay by enrich after a crash carries an older one. */
-  sources: Map<number, number>;
-}
 
 /** One input partition's records of one type since the last flush. */
 interface Buffered {
   values: Uint8Array[];
   offsets: number[];
-  /** The events.raw position of each record, when it has one. */
-  sources: ({ partition: number; offset: number } | undefined)[];
 }
 
 export interface LakeStats {
@@ -53,21 +41,25 @@ export interface LakeStats {
 }
 
 /**
- * The `txn` appIds of an input partition in a table: Delta's idempotent-writer rule, as Spark's own
- * Delta sink uses it. The version is the last input (or source) offset the table holds.
+ * The `txn` appId of an input partition in a table: Delta's idempotent-writer rule, as Spark's own
+ * Delta sink uses it. The version is the last events.raw offset the table holds.
  */
 const inputAppId = (topic: string, partition: number) => `devpipe.lake:${topic}:${partition}`;
-const sourceAppId = (topic: string, partition: number, source: number) => `${inputAppId(topic, partition)}:source:${source}`;
 
-function progressIn(snapshot: Snapshot | null, topic: string, partition: number): Progress {
-  const progress: Progress = { offset: snapshot?.txns.get(inputAppId(topic, partition)) ?? -1, sources: new Map() };
-  const prefix = `${inputAppId(topic, partition)}:source:`;
-  for (const [appId, version] of snapshot?.txns ?? []) if (appId.startsWith(prefix)) progress.sources.set(Number(appId.slice(prefix.length)), version);
-  return progress;
+/**
+ * The last events.raw offset of `partition` that a table holds. Tables written before the chain (fed by
+ * events.enriched) carry it as `devpipe.lake:<events.enriched>:<p>:source:<raw partition>`.
+ */
+function heldOffset(snapshot: Snapshot | null, topics: Topics, partition: number): number {
+  let held = snapshot?.txns.get(inputAppId(topics.raw, partition)) ?? -1;
+  const before = `devpipe.lake:${topics.enriched}:`;
+  const source = `:source:${partition}`;
+  for (const [appId, version] of snapshot?.txns ?? []) if (appId.startsWith(before) && appId.endsWith(source)) held = Math.max(held, version);
+  return held;
 }
 
 /**
- * events.enriched (late events too: the lake keeps raw data) → one Delta table per event type. Each
+ * The chain's enriched events (late ones too: the lake keeps raw data) → one Delta table per event type. Each
  * checkpoint is a flush: per table, the buffered records of every input partition are written as
  * Parquet (one file per date and hour), uploaded, and added by one commit that carries a `txn` per
  * input partition. The txn versions are the truth about what the lake holds: records at or below them
@@ -76,10 +68,10 @@ function progressIn(snapshot: Snapshot | null, topic: string, partition: number)
  * worker since this one read (an old owner after a rebalance) fails the commit, which is then retried.
  */
 export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; workDir: string; topics: Topics; logger: Logger; retentionMs?: number }): StreamJob & { stats: () => LakeStats } {
-  const topic = deps.topics.enriched;
+  const topic = deps.topics.raw;
   const logs = tableLogsOf(deps.store);
-  /** Per table, per input partition: what is committed or buffered. */
-  const progress = new Map<string, Map<number, Progress>>();
+  /** Per table, per input partition: the last offset committed or buffered. */
+  const progress = new Map<string, Map<number, number>>();
   /** Per event type, per input partition: the records to flush. */
   const buffers = new Map<string, Map<number, Buffered>>();
   /** Tables whose definition this process has made sure of (created, or evolved to the current schema). */
@@ -89,19 +81,17 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
   /** The flush the current checkpoint attempts, for the runs log when it fails. */
   let lastAttempt: { startedAt: Date; records: number } | undefined;
 
-  const progressOf = (table: string, partition: number): Progress => {
+  const progressOf = (table: string) => {
     let tables = progress.get(table);
     if (!tables) progress.set(table, (tables = new Map()));
-    let found = tables.get(partition);
-    if (!found) tables.set(partition, (found = { offset: -1, sources: new Map() }));
-    return found;
+    return tables;
   };
 
   const bufferOf = (type: string, partition: number): Buffered => {
     let tables = buffers.get(type);
     if (!tables) buffers.set(type, (tables = new Map()));
     let found = tables.get(partition);
-    if (!found) tables.set(partition, (found = { values: [], offsets: [], sources: [] }));
+    if (!found) tables.set(partition, (found = { values: [], offsets: [] }));
     return found;
   };
 
@@ -123,20 +113,16 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
     const values: Uint8Array[] = [];
     const txns: Action[] = [];
     for (const [partition, buffer] of partitions) {
-      const held = progressIn(snapshot, topic, partition);
+      const held = heldOffset(snapshot, deps.topics, partition);
       let last = -1;
-      const sources = new Map<number, number>();
       buffer.values.forEach((value, i) => {
         const offset = buffer.offsets[i] ?? -1;
-        const source = buffer.sources[i];
-        if (offset <= held.offset || (source && source.offset <= (held.sources.get(source.partition) ?? -1))) return;
+        if (offset <= held) return;
         values.push(value);
         last = offset;
-        if (source) sources.set(source.partition, Math.max(sources.get(source.partition) ?? -1, source.offset));
       });
       if (last < 0) continue;
       txns.push({ txn: { appId: inputAppId(topic, partition), version: last, lastUpdated: Date.now() } });
-      for (const [source, offset] of sources) txns.push({ txn: { appId: sourceAppId(topic, partition, source), version: offset, lastUpdated: Date.now() } });
     }
     if (values.length === 0) return { records: 0, files: 0 };
     const scratch = join(deps.workDir, `${type}-${crypto.randomUUID()}`);
@@ -165,41 +151,30 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       for (const type of eventTypes.keys()) {
         const table = eventTableOf(type);
         const snapshot = await logs.snapshot(table);
-        for (const { partition } of partitions) {
-          const held = progressIn(snapshot, topic, partition);
-          const known = progressOf(table, partition);
-          known.offset = held.offset;
-          known.sources = held.sources;
-        }
+        for (const { partition } of partitions) progressOf(table).set(partition, heldOffset(snapshot, deps.topics, partition));
       }
     },
 
-    process(batch: Batch, dead: DeadLetterSink) {
+    process(batch: ChainBatch, dead: DeadLetterSink) {
       for (const record of batch.records) {
-        let head: { type?: unknown; event_id?: unknown; event_time?: unknown };
-        try {
-          head = JSON.parse(decoder.decode(record.value)) as typeof head;
-        } catch {
-          head = {};
-        }
-        if (typeof head.type !== "string" || !eventTypes.has(head.type) || typeof head.event_id !== "string" || typeof head.event_time !== "number") {
-          stats.undecodable++;
-          undecodableRecords.inc({ job: LAKE_JOB });
-          dead(record, "not an event envelope");
+        const event = record.event;
+        if (!event || !eventTypes.has(event.type)) {
+          if (record.undecodable || event) {
+            stats.undecodable++;
+            undecodableRecords.inc({ job: LAKE_JOB });
+            dead(record, "not an event envelope");
+          }
           continue;
         }
-        const known = progressOf(tableOf(head.type), batch.partition);
-        const source = parseSource(record.headers[SOURCE_HEADER]);
-        if (record.offset <= known.offset || (source && source.offset <= (known.sources.get(source.partition) ?? -1))) {
+        const known = progressOf(tableOf(event.type));
+        if (record.offset <= (known.get(batch.partition) ?? -1)) {
           stats.replays_dropped++;
           continue;
         }
-        known.offset = record.offset;
-        if (source) known.sources.set(source.partition, source.offset);
-        const buffer = bufferOf(head.type, batch.partition);
-        buffer.values.push(record.value);
+        known.set(batch.partition, record.offset);
+        const buffer = bufferOf(event.type, batch.partition);
+        buffer.values.push(enrichedValue(record));
         buffer.offsets.push(record.offset);
-        buffer.sources.push(source ?? undefined);
         buffered++;
       }
     },

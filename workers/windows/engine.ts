@@ -6,6 +6,21 @@ import type { AnyView } from "../../lib/windows/views.ts";
  * The open windows of one input partition, for every view. Pure and synchronous: the job feeds it
  * events and watermarks, and takes the changed rows at each checkpoint. Only windows that are not
  * final live here; a final window is written once more (final = true) and then freed.
+ *
+ * Watermarks are per event type (see watermark.ts): a view's windows close at the minimum of the
+ * watermarks of the types it reads, and an event is late for a view when it falls in a window of it
+ * that this watermark has closed.
+ *
+ * Sessions are closed eagerly: before an event is applied to a session view, every session of its key
+ * that the watermark has passed (a gap after its last event, or its end once a session_end closed it)
+ * becomes final. An event at t is late for a session view when the session it would start alone has
+ * closed (t + gap ≤ watermark), or when it would extend or bridge into a final session (t within a gap
+ * before its start, or not after its reach: its end, plus a gap unless a session_end closed it). Final
+ * sessions are remembered (start and reach) until the watermark is a gap past their reach: any event
+ * reaching them is late by the first rule from then on. So what the engine holds is a pure function of
+ * the sequence of (event, watermark) pairs it was given: checkpoints (`finalize`, `changes`) only decide
+ * when rows are written, never what they hold; and the sessions equal those of the events not late,
+ * split where the silence exceeds the gap or after a session_end.
  */
 export interface WindowRow {
   view: string;
@@ -25,26 +40,47 @@ export interface RowId {
   partition: number;
 }
 
+/** The watermark of each event type in the partition; a number stands for every type. */
+export type Watermarks = number | ((type: string) => number);
+
+/** A session that has become final: only what an event needs to know whether it would touch it. */
+interface ClosedSession {
+  start: number;
+  /** The latest event time that would still extend it: `closesAt`. */
+  reach: number;
+}
+
 const rowKey = (view: string, key: string, start: number) => `${view}\u0000${key}\u0000${start}`;
 
 /** When a window can no longer change: time windows at their end; sessions a gap after their last event, or at it once closed. */
-function closesAt(view: AnyView, row: WindowRow): number {
+function closesAt(view: AnyView, row: Pick<WindowRow, "end" | "acc">): number {
   if (view.window.kind === "time") return row.end;
   const closed = (row.acc as { closed?: boolean }).closed === true;
   return closed ? row.end : row.end + view.window.gapMs;
 }
 
+/** A view's watermark: the slowest of the types it reads. */
+function watermarkOfView(view: AnyView, watermarks: Watermarks): number {
+  return typeof watermarks === "number" ? watermarks : Math.min(...view.sources.map((type) => watermarks(type)));
+}
+
 export class PartitionWindows {
   private readonly rows = new Map<string, WindowRow>();
-  /** Session starts per view and key, so a session lookup does not scan every row. */
+  /** Session starts per view and key, so a session lookup does not scan every row (final rows too, until freed). */
   private readonly sessionStarts = new Map<string, Set<number>>();
+  /** Sessions that have become final, by view and key, while an event could still reach them. */
+  private readonly closedSessions = new Map<string, Map<string, ClosedSession[]>>();
+  private readonly byName: ReadonlyMap<string, AnyView>;
   private readonly dirty = new Set<string>();
   private deleted: RowId[] = [];
 
   constructor(
     readonly partition: number,
     private readonly views: readonly AnyView[],
-  ) {}
+  ) {
+    for (const view of views) if (view.sources.length === 0) throw new RangeError(`view ${view.name} reads no event type: its windows would have no watermark`);
+    this.byName = new Map(views.map((v) => [v.name, v]));
+  }
 
   private put(row: WindowRow, isSession: boolean) {
     this.rows.set(rowKey(row.view, row.key, row.start), row);
@@ -63,22 +99,47 @@ export class PartitionWindows {
     if (starts?.size === 0) this.sessionStarts.delete(group);
   }
 
-  /** Open windows reloaded from storage when this worker takes the partition over. */
+  private remember(view: AnyView, row: Pick<WindowRow, "key" | "start" | "end" | "acc">) {
+    const byKey = this.closedSessions.get(view.name) ?? new Map<string, ClosedSession[]>();
+    byKey.set(row.key, [...(byKey.get(row.key) ?? []), { start: row.start, reach: closesAt(view, row) }]);
+    this.closedSessions.set(view.name, byKey);
+  }
+
+  /** Marks a row final (written once more, then freed); a session is remembered as closed. */
+  private close(view: AnyView, id: string, row: WindowRow) {
+    row.final = true;
+    this.dirty.add(id);
+    if (view.window.kind === "session") this.remember(view, row);
+  }
+
+  /**
+   * Reloads the partition's state when this worker takes it over: its open windows, and the final
+   * sessions an event could still reach (so a restart judges events as an uninterrupted run would).
+   */
   load(rows: WindowRow[]) {
-    const kinds = new Map(this.views.map((v) => [v.name, v.window.kind]));
-    for (const row of rows) this.put(row, kinds.get(row.view) === "session");
+    for (const row of rows) {
+      const view = this.byName.get(row.view);
+      if (!view) continue;
+      const isSession = view.window.kind === "session";
+      if (!row.final) this.put(row, isSession);
+      else if (isSession) this.remember(view, row);
+    }
   }
 
   size(): number {
     return this.rows.size;
   }
 
-  /** Applies one event to every view it feeds; returns the views for which it came too late. */
-  apply(event: Envelope, watermark: number): string[] {
+  /**
+   * Applies one event to every view it feeds, each judged by its own watermark (the slowest of the types
+   * the view reads); returns the views for which it came too late.
+   */
+  apply(event: Envelope, watermarks: Watermarks): string[] {
     const late: string[] = [];
     for (const view of this.views) {
       if (!view.accepts(event)) continue;
       const key = view.keyOf(event);
+      const watermark = watermarkOfView(view, watermarks);
       const wasLate = view.window.kind === "time" ? this.applyTime(view, key, event, watermark) : this.applySession(view, key, event, watermark);
       if (wasLate) late.push(view.name);
     }
@@ -102,18 +163,41 @@ export class PartitionWindows {
     return late;
   }
 
+  /** Closed sessions of a key an event may still reach; the others are forgotten. */
+  private reachableClosed(view: AnyView, key: string, watermark: number): ClosedSession[] {
+    if (view.window.kind !== "session") return [];
+    const gap = view.window.gapMs;
+    const byKey = this.closedSessions.get(view.name);
+    const closed = byKey?.get(key);
+    if (!byKey || !closed) return [];
+    // An event at or before `reach` is behind watermark − gap once watermark ≥ reach + gap: late by itself.
+    const kept = closed.filter((c) => watermark < c.reach + gap);
+    if (kept.length === 0) byKey.delete(key);
+    else if (kept.length !== closed.length) byKey.set(key, kept);
+    if (byKey.size === 0) this.closedSessions.delete(view.name);
+    return kept;
+  }
+
   private applySession(view: AnyView, key: string, event: Envelope, watermark: number): boolean {
     if (view.window.kind !== "session") return false;
     const gap = view.window.gapMs;
     const t = event.event_time;
     const starts = this.sessionStarts.get(`${view.name}\u0000${key}`) ?? new Set<number>();
-    const sessions = [...starts].flatMap((start) => this.rows.get(rowKey(view.name, key, start)) ?? []);
-    const touching = sessions.filter((s) => {
-      const closed = (s.acc as { closed?: boolean }).closed === true;
-      return t >= s.start - gap && (closed ? t <= s.end : t <= s.end + gap);
-    });
-    const wouldClose = touching.length > 0 ? Math.max(...touching.map((s) => closesAt(view, s))) : t + gap;
-    if (wouldClose <= watermark) return true;
+    const open: WindowRow[] = [];
+    for (const start of [...starts]) {
+      const id = rowKey(view.name, key, start);
+      const row = this.rows.get(id);
+      if (!row || row.final) continue;
+      // The watermark has passed this session: it is over before this event is applied, whenever the next checkpoint is.
+      if (closesAt(view, row) <= watermark) this.close(view, id, row);
+      else open.push(row);
+    }
+    // Late: the session the event would start alone has closed (then it may reach final sessions this engine no
+    // longer remembers), or it would extend or bridge into a session that is final.
+    if (t + gap <= watermark) return true;
+    if (this.reachableClosed(view, key, watermark).some((c) => t >= c.start - gap && t <= c.reach)) return true;
+    // Every open session left closes after the watermark: merging into them closes after it too.
+    const touching = open.filter((s) => t >= s.start - gap && t <= closesAt(view, s));
     let acc = view.add(view.init(), event);
     for (const session of touching) {
       acc = view.merge(session.acc, acc);
@@ -130,15 +214,18 @@ export class PartitionWindows {
     return false;
   }
 
-  /** Marks every window the watermark has passed as final. */
-  finalize(watermark: number) {
-    const byName = new Map(this.views.map((v) => [v.name, v]));
+  /** Marks every window its view's watermark has passed as final, and forgets closed sessions no event can reach any more. */
+  finalize(watermarks: Watermarks) {
+    const marks = new Map(this.views.map((v) => [v.name, watermarkOfView(v, watermarks)]));
     for (const [id, row] of this.rows) {
-      const view = byName.get(row.view);
-      if (!row.final && view && closesAt(view, row) <= watermark) {
-        row.final = true;
-        this.dirty.add(id);
-      }
+      const view = this.byName.get(row.view);
+      const watermark = marks.get(row.view);
+      if (!row.final && view && watermark !== undefined && closesAt(view, row) <= watermark) this.close(view, id, row);
+    }
+    for (const [name, byKey] of [...this.closedSessions]) {
+      const view = this.byName.get(name);
+      const watermark = marks.get(name);
+      if (view && watermark !== undefined) for (const key of [...byKey.keys()]) this.reachableClosed(view, key, watermark);
     }
   }
 

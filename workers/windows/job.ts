@@ -1,15 +1,14 @@
-import type { Batch, Bus, OutgoingRecord, PartitionOffset, TopicPartition } from "../../lib/bus/types.ts";
+import type { Bus, OutgoingRecord, PartitionOffset, TopicPartition } from "../../lib/bus/types.ts";
 import type { Sql, Tx } from "../../lib/db/index.ts";
-import { tryDecodeEnvelope } from "../../lib/events/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
-import { parseSource, SOURCE_HEADER } from "../../lib/windows/source.ts";
 import { type AnyView, DEFAULT_LATENESS_MS, WINDOWS_JOB } from "../../lib/windows/views.ts";
 import { undecodableRecords, windowOpen } from "../../lib/metrics.ts";
+import { type ChainBatch, enrichedValue, sourceHeaders } from "../chain/types.ts";
 import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import { PartitionWindows, type RowId, type WindowRow } from "./engine.ts";
-import { WatermarkTracker } from "./watermark.ts";
+import { WatermarkTracker, type WatermarkSnapshot } from "./watermark.ts";
 
 export interface WindowsJobOptions {
   bus: Bus;
@@ -55,48 +54,62 @@ async function deleteRows(tx: Tx, rows: RowId[]) {
     where a.view = gone.view and a.key = gone.key and a.window_start = gone.window_start and a.partition = gone.partition`;
 }
 
+/** Why a partition is held (not idle): input it has yet to read. */
+const UNREAD = "unread";
+
+/** A watermark as stored: whole milliseconds, null while there is none. */
+const stored = (watermark: number) => (Number.isFinite(watermark) ? Math.floor(watermark) : null);
+
+/** window_progress.type_watermarks as read back: only finite numbers count. */
+function typeWatermarks(value: unknown): Record<string, number> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return {};
+  return Object.fromEntries(Object.entries(value).filter((entry): entry is [string, number] => typeof entry[1] === "number" && Number.isFinite(entry[1])));
+}
+
 /**
- * events.enriched → window aggregates in Postgres. Each input partition has its own window state
- * (PartitionWindows), reloaded from its open rows by whichever worker owns the partition. Rows, the
- * watermark and the input positions commit in one transaction; events behind the watermark go to
+ * An operator of the chain (events.raw, decoded and enriched once per worker) → window aggregates in
+ * Postgres. Each input partition has its own window state (PartitionWindows), reloaded from its open
+ * rows by whichever worker owns the partition. Rows, the watermarks (per partition and event type, see
+ * watermark.ts) and the input positions commit in one transaction; events behind the watermark go to
  * events.late and are counted, never applied.
  */
 export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stats: () => WindowsStats } {
+  const input = options.topics.raw;
   const tracker = new WatermarkTracker({ latenessMs: options.latenessMs ?? DEFAULT_LATENESS_MS, idleTimeoutMs: options.idleTimeoutMs ?? 30_000, now: options.now });
+  /** The event types some view reads: the only ones with a watermark. */
+  const tracked = new Set(options.views.flatMap((v) => v.sources));
+  const sessionViews = options.views.flatMap((v) => (v.window.kind === "session" ? [{ name: v.name, gapMs: v.window.gapMs }] : []));
   const partitions = new Map<number, PartitionWindows>();
   const sourceOffsets = new Map<number, number>();
   const lateCounts = new Map<number, number>();
-  /** Partitions taken over with a backlog: the end offset seen then, which they must reach before they may go idle. */
-  const catchUpTo = new Map<number, number>();
-  /** Next offset to read per owned partition of events.enriched. */
+  /** Next offset to read per owned partition of events.raw. */
   const delivered = new Map<number, number>();
+  /** Per owned partition, the end offset of events.raw last seen (at assignment, then by the unread check). */
+  const seenEnds = new Map<number, number>();
   let lateOut: OutgoingRecord[] = [];
   let processed = 0;
   let replaysDropped = 0;
-  /** Each partition's watermark as last committed: a checkpoint is due when one has moved. */
-  const committedWatermarks = new Map<number, number>();
+  /** Each partition's watermarks as last committed: a checkpoint is due when one has moved. */
+  const committedWatermarks = new Map<number, WatermarkSnapshot>();
 
   /**
-   * A partition is only truly idle when its source is: enriched partition p is fed from events.raw
-   * partition p by the enrich job, and while enrich lags there (restarting, rebalancing) silence on p
-   * means nothing. Checked once a second: raw end offsets against enrich's committed positions.
+   * A partition is only idle when its devices are, not while records wait for it in events.raw
+   * (rebalancing, catching up on a backlog): it is held while what it delivered is behind the end offset
+   * of events.raw, checked once a second, and released as soon as it delivers up to the end last seen.
+   * With a steady flow a partition is held for a few milliseconds after each check: time held does not
+   * count as silence, so a type silent in a busy partition still goes idle.
    */
-  const checkUpstream = async () => {
-    const owned = [...partitions.keys()];
-    if (owned.length === 0) return;
-    const [rawEnds, enrichedEnds, positions] = await Promise.all([
-      options.bus.endOffsets(options.topics.raw),
-      options.bus.endOffsets(options.topics.enriched),
-      options.sql<{ partition: number; next_offset: number }[]>`select partition, next_offset from job_offsets where job = 'enrich' and topic = ${options.topics.raw}`,
-    ]);
-    for (const p of owned) {
-      const enrichBehind = (positions.find((r) => r.partition === p)?.next_offset ?? 0) < (rawEnds.find((e) => e.partition === p)?.offset ?? 0);
-      const unread = (delivered.get(p) ?? 0) < (enrichedEnds.find((e) => e.partition === p)?.offset ?? 0);
-      if (enrichBehind || unread) tracker.hold(p, "upstream");
-      else tracker.release(p, "upstream");
+  const checkUnread = async () => {
+    if (partitions.size === 0) return;
+    const ends = await options.bus.endOffsets(input);
+    for (const [p] of partitions) {
+      const end = ends.find((e) => e.partition === p)?.offset ?? 0;
+      seenEnds.set(p, end);
+      if ((delivered.get(p) ?? 0) < end) tracker.hold(p, UNREAD);
+      else tracker.release(p, UNREAD);
     }
   };
-  const upstreamTimer = setInterval(() => checkUpstream().catch((error: unknown) => options.logger.warn("upstream check failed; partitions stay held", { error })), 1_000);
+  const unreadTimer = setInterval(() => checkUnread().catch((error: unknown) => options.logger.warn("unread check failed; partitions stay as they were", { error })), 1_000);
 
   const windowsOf = (partition: number) => {
     let engine = partitions.get(partition);
@@ -112,7 +125,7 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
       sourceOffsets.delete(partition);
       lateCounts.delete(partition);
       committedWatermarks.delete(partition);
-      catchUpTo.delete(partition);
+      seenEnds.delete(partition);
       delivered.delete(partition);
     }
     tracker.revoke(gone);
@@ -121,40 +134,55 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
 
   return {
     name: WINDOWS_JOB,
-    input: options.topics.enriched,
+    input,
 
     async assigned(assignment: TopicPartition[], sql: Sql, starts: PartitionOffset[]) {
       const fresh = assignment.map((a) => a.partition).filter((p) => !partitions.has(p));
       if (fresh.length === 0) return;
-      const rows = await sql<{ view: string; key: string; partition: number; window_start: Date; window_end: Date; final: boolean; state: unknown }[]>`
+      type Row = { view: string; key: string; partition: number; window_start: Date; window_end: Date; final: boolean; state: unknown };
+      const open = await sql<Row[]>`
         select view, key, partition, window_start, window_end, final, state from aggregates where partition = any(${fresh}) and not final`;
-      const progress = await sql<{ partition: number; watermark: number | null; source_offset: number; late_events: number }[]>`
-        select partition, watermark, source_offset, late_events from window_progress where job = ${WINDOWS_JOB} and partition = any(${fresh})`;
+      const progress = await sql<{ partition: number; watermark: number | null; type_watermarks: unknown; source_offset: number; late_events: number }[]>`
+        select partition, watermark, type_watermarks, source_offset, late_events from window_progress where job = ${WINDOWS_JOB} and partition = any(${fresh})`;
+      // Final sessions an event could still reach (the engine forgets them once watermark ≥ end + 2 gaps).
+      const horizon = Math.max(0, ...sessionViews.map((v) => 2 * v.gapMs));
+      const cutoffs = new Map(progress.flatMap((r) => (r.watermark === null ? [] : [[r.partition, r.watermark - horizon] as const])));
+      const oldest = Math.min(...cutoffs.values());
+      const closed =
+        sessionViews.length === 0 || cutoffs.size === 0
+          ? []
+          : (
+              await sql<Row[]>`
+                select view, key, partition, window_start, window_end, final, state from aggregates
+                where partition = any(${[...cutoffs.keys()]}) and final and view = any(${sessionViews.map((v) => v.name)}) and window_end > ${new Date(oldest)}`
+            ).filter((r) => r.window_end.getTime() > (cutoffs.get(r.partition) ?? Number.POSITIVE_INFINITY));
+      const rows = [...open, ...closed];
       for (const p of fresh) {
         windowsOf(p).load(rows.filter((r) => r.partition === p).map((r) => ({ view: r.view, key: r.key, partition: p, start: r.window_start.getTime(), end: r.window_end.getTime(), final: r.final, acc: r.state })));
         const saved = progress.find((r) => r.partition === p);
         sourceOffsets.set(p, saved?.source_offset ?? -1);
         lateCounts.set(p, saved?.late_events ?? 0);
-        if (saved?.watermark !== null && saved?.watermark !== undefined) {
-          tracker.restore(p, saved.watermark);
-          committedWatermarks.set(p, saved.watermark);
+        if (saved) {
+          tracker.restore(p, saved.watermark, typeWatermarks(saved.type_watermarks));
+          committedWatermarks.set(p, tracker.snapshot(p));
         }
       }
       tracker.assign(fresh);
-      // Not idle until the upstream check has seen the enrich job caught up on these partitions.
-      for (const p of fresh) tracker.hold(p, "upstream");
       // A backlog may take longer than the idle timeout to start arriving (rebalance, first fetch): until it
       // is read, the partition must not be idle, or the partitions that ran ahead would make it late.
-      const ends = await options.bus.endOffsets(options.topics.enriched);
+      const ends = await options.bus.endOffsets(input);
+      const catchingUp: number[] = [];
       for (const p of fresh) {
-        delivered.set(p, starts.find((s) => s.partition === p)?.offset ?? 0);
+        const start = starts.find((s) => s.partition === p)?.offset ?? 0;
         const end = ends.find((e) => e.partition === p)?.offset ?? 0;
-        if ((starts.find((s) => s.partition === p)?.offset ?? 0) < end) {
-          catchUpTo.set(p, end);
-          tracker.hold(p, "backlog");
+        delivered.set(p, start);
+        seenEnds.set(p, end);
+        if (start < end) {
+          tracker.hold(p, UNREAD);
+          catchingUp.push(p);
         }
       }
-      options.logger.info("window state loaded", { partitions: fresh, open_windows: rows.length, catching_up: [...catchUpTo.keys()] });
+      options.logger.info("window state loaded", { partitions: fresh, open_windows: open.length, closed_sessions: closed.length, catching_up: catchingUp });
     },
 
     reset() {
@@ -167,74 +195,81 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
       forget(revoked.map((r) => r.partition));
     },
 
-    process(batch: Batch, dead: DeadLetterSink) {
-      const engine = windowsOf(batch.partition);
+    process(batch: ChainBatch, dead: DeadLetterSink) {
+      const partition = batch.partition;
+      const engine = windowsOf(partition);
+      const watermarks = (type: string) => tracker.watermarkOf(partition, type);
       for (const record of batch.records) {
-        const source = parseSource(record.headers[SOURCE_HEADER]);
-        if (source) {
-          // Enriched partition p holds what events.raw partition p held, in order: a lower offset is a replay.
-          if (source.offset <= (sourceOffsets.get(source.partition) ?? -1)) {
-            replaysDropped++;
-            continue;
-          }
-          sourceOffsets.set(source.partition, source.offset);
-        }
-        const event = tryDecodeEnvelope(record.value);
-        if (!event) {
-          // Set aside, never retried: failing the batch would apply its earlier records a second time.
-          undecodableRecords.inc({ job: "windows" });
-          dead(record, "not an event envelope");
+        // window_progress.source_offset is the last events.raw offset applied (as it was when this job read
+        // events.enriched, whose records named their events.raw position): at or below it, a record is a replay.
+        if (record.offset <= (sourceOffsets.get(partition) ?? -1)) {
+          replaysDropped++;
           continue;
         }
-        const late = engine.apply(event, tracker.watermarkOf(batch.partition));
+        sourceOffsets.set(partition, record.offset);
+        const event = record.event;
+        if (!event) {
+          // A repeat the chain found, or bytes that are no envelope: only the latter go to events.dead (from the
+          // operator the chain tells to), set aside, never retried: failing the batch would apply its earlier
+          // records a second time.
+          if (record.undecodable) {
+            undecodableRecords.inc({ job: "windows" });
+            dead(record, "not an event envelope");
+          }
+          continue;
+        }
+        processed++;
+        if (!tracked.has(event.type)) continue;
+        const late = engine.apply(event, watermarks);
         if (late.length > 0) {
-          lateCounts.set(batch.partition, (lateCounts.get(batch.partition) ?? 0) + 1);
+          lateCounts.set(partition, (lateCounts.get(partition) ?? 0) + 1);
           // The record's own headers (its events.raw position) go along, so a consumer can drop the copy a
           // retried checkpoint produces again.
-          lateOut.push({ key: record.key, value: record.value, timestamp: event.event_time, headers: { ...record.headers, "devpipe-late-views": late.join(",") } });
+          lateOut.push({ key: record.key, value: enrichedValue(record), timestamp: event.event_time, headers: { ...sourceHeaders(record), "devpipe-late-views": late.join(",") } });
         }
-        tracker.observe(batch.partition, event.event_time);
-        processed++;
+        tracker.observe(partition, event.type, event.event_time);
       }
       const last = batch.records[batch.records.length - 1];
-      if (last) delivered.set(batch.partition, last.offset + 1);
-      const target = catchUpTo.get(batch.partition);
-      if (last && target !== undefined && last.offset + 1 >= target) {
-        catchUpTo.delete(batch.partition);
-        tracker.release(batch.partition, "backlog");
-      }
+      if (last) delivered.set(partition, last.offset + 1);
+      if (last && last.offset + 1 >= (seenEnds.get(partition) ?? 0)) tracker.release(partition, UNREAD);
     },
 
-    /** Records to commit, plus one when a partition's watermark has moved while it has open windows (they may close). */
+    /** Records to commit, plus one when a watermark has moved while the partition has open windows (they may close). */
     pending: () => {
       // Readers take the slowest partition's watermark as the merged windows' one, so even a partition with
       // no open window publishes its progress (by the second, not on every tick).
       const moved = [...partitions.values()].some((engine) => {
-        const committed = committedWatermarks.get(engine.partition) ?? Number.NEGATIVE_INFINITY;
-        return tracker.watermarkOf(engine.partition) > committed + (engine.size() > 0 ? 0 : 1_000);
+        const now = tracker.snapshot(engine.partition);
+        const committed = committedWatermarks.get(engine.partition);
+        const slack = engine.size() > 0 ? 0 : 1_000;
+        if (now.watermark > (committed?.watermark ?? Number.NEGATIVE_INFINITY) + slack) return true;
+        return [...now.types].some(([type, w]) => w > (committed?.types.get(type) ?? Number.NEGATIVE_INFINITY) + slack);
       });
       return processed + (moved ? 1 : 0);
     },
 
     async checkpoint(tx: Tx) {
-      const watermarks = new Map([...partitions.keys()].map((p) => [p, tracker.watermarkOf(p)]));
+      const owned = [...partitions.keys()];
+      const snapshots = new Map(owned.map((p) => [p, tracker.snapshot(p)]));
       const changes = [...partitions.values()].map((engine) => {
-        engine.finalize(watermarks.get(engine.partition) ?? Number.NEGATIVE_INFINITY);
+        const snapshot = snapshots.get(engine.partition);
+        // A type that has not appeared in the partition stands at the partition's watermark.
+        engine.finalize(snapshot ? (type: string) => snapshot.types.get(type) ?? snapshot.watermark : Number.NEGATIVE_INFINITY);
         return engine.changes();
       });
       await deleteRows(tx, changes.flatMap((c) => c.deletes));
       await upsertRows(tx, changes.flatMap((c) => c.upserts));
-      const owned = [...partitions.keys()];
       if (owned.length > 0) {
+        const marks = owned.map((p) => snapshots.get(p) ?? { watermark: Number.NEGATIVE_INFINITY, types: new Map<string, number>() });
         await tx`
-          insert into window_progress (job, partition, watermark, source_offset, late_events, updated_at)
-          select ${WINDOWS_JOB}, partition, watermark, source_offset, late_events, now()
-          from unnest(${owned}::int[], ${owned.map((p) => {
-            const w = watermarks.get(p) ?? Number.NEGATIVE_INFINITY;
-            return Number.isFinite(w) ? String(Math.floor(w)) : null;
-          })}::bigint[], ${owned.map((p) => sourceOffsets.get(p) ?? -1)}::bigint[], ${owned.map((p) => lateCounts.get(p) ?? 0)}::bigint[])
-            as progress(partition, watermark, source_offset, late_events)
-          on conflict (job, partition) do update set watermark = excluded.watermark, source_offset = excluded.source_offset, late_events = excluded.late_events, updated_at = excluded.updated_at`;
+          insert into window_progress (job, partition, watermark, type_watermarks, source_offset, late_events, updated_at)
+          select ${WINDOWS_JOB}, partition, watermark, type_watermarks::jsonb, source_offset, late_events, now()
+          from unnest(${owned}::int[], ${marks.map((m) => stored(m.watermark))}::bigint[],
+                      ${marks.map((m) => JSON.stringify(Object.fromEntries([...m.types].flatMap(([type, w]) => (Number.isFinite(w) ? [[type, Math.floor(w)]] : [])))))}::text[],
+                      ${owned.map((p) => sourceOffsets.get(p) ?? -1)}::bigint[], ${owned.map((p) => lateCounts.get(p) ?? 0)}::bigint[])
+            as progress(partition, watermark, type_watermarks, source_offset, late_events)
+          on conflict (job, partition) do update set watermark = excluded.watermark, type_watermarks = excluded.type_watermarks, source_offset = excluded.source_offset,
+            late_events = excluded.late_events, updated_at = excluded.updated_at`;
       }
       const late = lateOut;
       if (late.length > 0) await options.bus.produce(options.topics.late, late);
@@ -242,12 +277,12 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         for (const change of changes) change.committed();
         lateOut = lateOut.slice(late.length);
         processed = 0;
-        for (const [p, w] of watermarks) committedWatermarks.set(p, w);
+        for (const [p, snapshot] of snapshots) committedWatermarks.set(p, snapshot);
         windowOpen.set({}, openWindows());
       };
     },
 
-    close: async () => clearInterval(upstreamTimer),
+    close: async () => clearInterval(unreadTimer),
 
     stats: () => {
       const watermark = tracker.watermark();
