@@ -53,6 +53,8 @@ export interface RunnerOptions {
   commitIntervalMs?: number;
   /** A checkpoint is taken at once when this many records await one. */
   maxPending?: number;
+  /** Records that may wait for the critical section while a checkpoint holds it, before delivery waits too. */
+  maxQueued?: number;
 }
 
 /** One async critical section: batch handling and checkpoints never interleave. */
@@ -139,6 +141,9 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   const commitIntervalMs = options.commitIntervalMs ?? 250;
   const maxPending = options.maxPending ?? 20_000;
   const exclusive = createMutex();
+  /** Records of batches handed over and waiting for the critical section (a checkpoint holds it). */
+  let queued = 0;
+  const maxQueued = Math.min(maxPending, options.maxQueued ?? 20_000);
   const deadLetters = deadLetterSink(services, job.name, logger);
   /** Next offset per partition processed since the last checkpoint. */
   const advanced = new Map<string, PartitionOffset>();
@@ -193,10 +198,12 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   };
 
   /**
-   * Per partition, where a fence seeked to: a batch fetched before the seek may still be waiting for the
-   * critical section, and processing it would apply records past a gap. Only the batch starting there goes on.
+   * Per partition, the offset of the next record to process: where it was assigned to start, where a fence
+   * seeked to, else after the last batch processed. Batches wait for the critical section in a queue, so one
+   * fetched before a seek may still arrive: records below the cursor were processed already and are dropped,
+   * and a batch past it (a gap) is stale; the records the seek asked for come next.
    */
-  const resumeAt = new Map<string, number>();
+  const cursor = new Map<string, number>();
 
   /** Drops every uncommitted result and reloads the owned partitions from what is committed. */
   const reload = async () => {
@@ -216,7 +223,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
     for (const start of starts) {
       try {
         consumer?.seek(start);
-        resumeAt.set(partitionId(start), start.offset);
+        cursor.set(partitionId(start), start.offset);
       } catch (seekError) {
         logger.info("partition no longer owned; not seeking it", { partition: start.partition, error: seekError });
       }
@@ -337,7 +344,8 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
       exclusive(async () => {
         const starts = await loadPositions(sql, job.name, partitions);
         expectFrom(partitions, starts);
-        for (const tp of partitions) resumeAt.delete(partitionId(tp));
+        for (const tp of partitions) cursor.delete(partitionId(tp));
+        for (const start of starts) cursor.set(partitionId(start), start.offset);
         await job.assigned?.(partitions, sql, starts);
         logger.info("partitions assigned", { partitions: partitions.map((p) => p.partition), resume: starts.map((s) => [s.partition, s.offset]) });
         return starts;
@@ -351,23 +359,30 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
           forget(partitions);
           for (const p of partitions) {
             expected.delete(partitionId(p));
-            resumeAt.delete(partitionId(p));
+            cursor.delete(partitionId(p));
           }
         });
         job.revoked?.(partitions);
       }
     },
     onBatch: async (batch) => {
-      await exclusive(async () => {
-        const resume = resumeAt.get(partitionId(batch));
-        if (resume !== undefined) {
-          if (batch.records[0]?.offset !== resume) return;
-          resumeAt.delete(partitionId(batch));
+      queued += batch.records.length;
+      const handled = exclusive(async () => {
+        queued -= batch.records.length;
+        const next = cursor.get(partitionId(batch));
+        const first = batch.records[0]?.offset ?? 0;
+        if (next !== undefined && first > next) return;
+        if (next !== undefined && first < next) {
+          batch = { ...batch, records: batch.records.filter((r) => r.offset >= next) };
+          if (batch.records.length === 0) return;
         }
         uncommitted.push(batch);
         uncommittedRecords += batch.records.length;
         const last = batch.records[batch.records.length - 1];
-        if (last) advanced.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: last.offset + 1 });
+        if (last) {
+          advanced.set(`${batch.topic}/${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: last.offset + 1 });
+          cursor.set(partitionId(batch), last.offset + 1);
+        }
         if (isolating) return;
         try {
           await job.process(batch, collectDead);
@@ -378,10 +393,13 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
           isolating = true;
         }
       });
+      // While a checkpoint runs (a lake flush, a slow transaction) the batch waits its turn in the queue and the
+      // chain goes on feeding the other operators; only a long queue holds it back.
+      if (queued >= maxQueued) await handled;
       // Past maxPending the batch is not done until a checkpoint commits: that is the backpressure that
       // bounds memory while the database is down. The batch must not fail here: it has been processed, and
       // a redelivery would apply it twice.
-      for (let attempt = 0; (job.pending() >= maxPending || uncommittedRecords >= maxPending) && !stopping; attempt++) {
+      for (let attempt = 0; (job.pending() + queued >= maxPending || uncommittedRecords + queued >= maxPending) && !stopping; attempt++) {
         try {
           await checkpointAndTrack();
         } catch (error) {
