@@ -51,6 +51,8 @@ export interface StreamJob {
 export interface RunnerOptions {
   /** How often results and positions are committed. */
   commitIntervalMs?: number;
+  /** How often the timer commits input positions when no result is pending (default: commitIntervalMs). */
+  positionsIntervalMs?: number;
   /** A checkpoint is taken at once when this many records await one. */
   maxPending?: number;
   /** Records that may wait for the critical section while a checkpoint holds it, before delivery waits too. */
@@ -139,6 +141,8 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   const logger: Logger = services.logger.child({ job: job.name });
   const { sql } = services.db;
   const commitIntervalMs = options.commitIntervalMs ?? 250;
+  const positionsIntervalMs = Math.max(commitIntervalMs, options.positionsIntervalMs ?? 0);
+  let positionsCommittedAt = 0;
   const maxPending = options.maxPending ?? 20_000;
   const exclusive = createMutex();
   /** Records of batches handed over and waiting for the critical section (a checkpoint holds it). */
@@ -289,11 +293,14 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
     advanced.clear();
   };
 
-  const checkpointOnce = async () => {
+  /** `tick`: the timer's checkpoint, which commits positions alone (no results pending) only every `positionsIntervalMs`. */
+  const checkpointOnce = async (tick: boolean) => {
     if (isolating) return isolate();
     if (advanced.size === 0 && job.pending() === 0 && dead.length === 0) return;
+    if (tick && job.pending() === 0 && dead.length === 0 && performance.now() - positionsCommittedAt < positionsIntervalMs) return;
     try {
       await commit([...advanced.values()], true);
+      positionsCommittedAt = performance.now();
     } catch (error) {
       if (!isRecordFault(error)) throw error;
       refusal = error;
@@ -304,18 +311,18 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
     setUncommitted([]);
   };
 
-  const checkpoint = () =>
+  const checkpoint = (tick: boolean) =>
     exclusive(async () => {
       try {
-        await checkpointOnce();
+        await checkpointOnce(tick);
       } catch (error) {
         if (!(error instanceof PositionsFencedError)) throw error;
         await fenced(error);
       }
     });
 
-  const checkpointAndTrack = () =>
-    checkpoint().then(
+  const checkpointAndTrack = (tick = false) =>
+    checkpoint(tick).then(
       () => {
         if (failuresInARow > 0) logger.info("checkpoints succeed again", { failed_before: failuresInARow });
         failuresInARow = 0;
@@ -330,7 +337,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
       },
     );
 
-  const timer = setInterval(() => checkpointAndTrack().catch(() => undefined), commitIntervalMs);
+  const timer = setInterval(() => checkpointAndTrack(true).catch(() => undefined), commitIntervalMs);
 
   const forget = (partitions: TopicPartition[]) => {
     const gone = (topic: string, partition: number) => partitions.some((p) => p.topic === topic && p.partition === partition);
