@@ -39,7 +39,7 @@ try {
   const services = await openServices(loadConfig(), logger);
   await assertLakeUsable(services.lake);
   // Jobs first: once the gateway answers, the whole process is up and SIGTERM is handled.
-  const operators = defaultOperators(services);
+  const operators = defaultOperators(services.config);
   const stopJobs = [await startChain(operators, services)];
   const gateway = await startGateway(services);
   logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: operators, demo: flags.demo });

@@ -1,3 +1,4 @@
+import type { Config } from "../lib/config.ts";
 import type { Services } from "../lib/services.ts";
 import { views } from "../lib/windows/views.ts";
 import { createAlertsJob } from "./alerts/job.ts";
@@ -51,7 +52,7 @@ export const jobs: Record<string, Job> = {
 };
 
 /** The operators `bun run worker all` and `bun run start` chain: every one, less events.enriched when switched off. */
-export const defaultOperators = (services: Services) => Object.keys(jobs).filter((name) => name !== "enrich" || services.config.enrichedTopic);
+export const defaultOperators = (config: Pick<Config, "enrichedTopic">) => Object.keys(jobs).filter((name) => name !== "enrich" || config.enrichedTopic);
 
 /**
  * One consumer of events.raw feeding the named operators (workers/chain). The consumer group is named

@@ -23,7 +23,7 @@ const logger = createLogger({ process: "worker", jobs: names ?? "all" });
 try {
   const services = await openServices(loadConfig(), logger);
   await assertLakeUsable(services.lake);
-  const selected = names ?? defaultOperators(services);
+  const selected = names ?? defaultOperators(services.config);
   const stops = [await startChain(selected, services)];
   // This process's own figures (flush durations, open windows); consumer lag is on the gateway's /metrics.
   const metricsPort = services.config.metricsPort;

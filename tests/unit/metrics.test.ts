@@ -1,7 +1,8 @@
 import { expect, test } from "bun:test";
 import { Registry } from "../../lib/metrics.ts";
 import { jobInputs } from "../../lib/topics.ts";
-import { jobs } from "../../workers/jobs.ts";
+import { defaultOperators, jobs } from "../../workers/jobs.ts";
+import { loadConfig } from "../../lib/config.ts";
 
 test("the registry renders counters, gauges and histograms in the Prometheus text format", async () => {
   const registry = new Registry();
@@ -38,4 +39,10 @@ test("the registry renders counters, gauges and histograms in the Prometheus tex
 
 test("the lag metrics know every job and its input", () => {
   expect(Object.keys(jobInputs).sort()).toEqual(Object.keys(jobs).sort());
+});
+
+test("worker all chains every operator, less the events.enriched output when ENRICHED_TOPIC=off", () => {
+  expect(defaultOperators(loadConfig({ DATA_DIR: "/tmp/x" })).sort()).toEqual(["alerts", "enrich", "lake", "windows"]);
+  expect(defaultOperators(loadConfig({ DATA_DIR: "/tmp/x", ENRICHED_TOPIC: "off" })).sort()).toEqual(["alerts", "lake", "windows"]);
+  expect(() => loadConfig({ DATA_DIR: "/tmp/x", ENRICHED_TOPIC: "no" })).toThrow(/ENRICHED_TOPIC/);
 });
