@@ -49,25 +49,29 @@ export const recordOf = (e: Envelope): OutgoingRecord => ({ key: e.key, value: e
 export interface BenchPipeline {
   services: Services;
   mode: "services" | "embedded";
+  /** The configuration's environment: a worker process started with it joins this pipeline. */
+  env: Record<string, string>;
   close(): Promise<void>;
 }
 
 /** A pipeline of its own: on the real services (a fresh database and topic prefix), or embedded in a temp dir. */
-export async function openPipeline(mode: "services" | "embedded", name: string, env: Record<string, string> = {}): Promise<BenchPipeline> {
+export async function openPipeline(mode: "services" | "embedded", name: string, extraEnv: Record<string, string> = {}): Promise<BenchPipeline> {
   const quiet = createLogger({ bench: name }, () => undefined);
   const dataDir = mkdtempSync(join(tmpdir(), `devpipe-bench-${name}-`));
-  const common = { DATA_DIR: dataDir, LOG_LEVEL: "warn", LAKE_URL: `file://${join(dataDir, "lake")}`, ...env };
+  const common = { DATA_DIR: dataDir, LOG_LEVEL: "warn", LAKE_URL: `file://${join(dataDir, "lake")}`, ...extraEnv };
   if (mode === "embedded") {
     const services = await openServices(loadConfig(common), quiet);
     await seedDims(services);
-    return { services, mode, close: async () => (await closeServices(services), rmSync(dataDir, { recursive: true, force: true })) };
+    return { services, mode, env: common, close: async () => (await closeServices(services), rmSync(dataDir, { recursive: true, force: true })) };
   }
   const database = await benchDatabase(name.replace(/[^a-z0-9_]/g, "_"));
-  const services = await openServices(loadConfig({ ...database.env, ...common, DATABASE_URL: database.url, TOPIC_PREFIX: `${database.name}.` }), quiet);
+  const env = { ...database.env, ...common, DATABASE_URL: database.url, TOPIC_PREFIX: `${database.name}.` };
+  const services = await openServices(loadConfig(env), quiet);
   await seedDims(services);
   return {
     services,
     mode,
+    env,
     async close() {
       await closeServices(services);
       await database.drop();

@@ -6,11 +6,12 @@
  *   alert_latency      ingest_time → alert committed at a steady BENCH_RATE (10,000) events/s, every operator running
  *   alert_latency_after_backlog   the same right after the chain has drained a backlog of N
  *   embedded           the `chain` phase on the embedded bus and PGlite
- *   rss                (only with BENCH_RSS_MINUTES) worker RSS sampled every 30 s at BENCH_RSS_RATE (20,000) events/s
+ *   rss                (only with BENCH_RSS_MINUTES) `bun run worker all` in its own process at BENCH_RSS_RATE
+ *                      (20,000) events/s: its RSS and the slowest operator's lag every 30 s
  * BENCH_EVENTS (1,000,000) sets N; BENCH_PHASES (comma list) picks phases; BENCH_ALERT_SHARE (0.05) the
  * share of telemetry events that raise an alert.
  */
-import { percentile } from "./proc.ts";
+import { memoryMb, percentile } from "./proc.ts";
 import { drainWithChain, eventSource, fillRaw, openPipeline, recordOf, round, rssMb } from "./chain-run.ts";
 import { startChain } from "../workers/jobs.ts";
 import type { Services } from "../lib/services.ts";
@@ -90,11 +91,12 @@ if (phases.has("alert_latency_after_backlog")) {
 if (phases.has("embedded")) await throughput("embedded", "embedded", ["alerts", "windows"]);
 
 if (phases.has("rss")) {
+  // The worker in a process of its own (`bun run worker all`), so its RSS is the worker's alone.
   const pipeline = await openPipeline("services", "pipe_rss");
+  const worker = Bun.spawn(["bun", "run", new URL("../workers/main.ts", import.meta.url).pathname, "all"], { env: { ...process.env, ...pipeline.env }, stdout: "ignore", stderr: "inherit" });
   try {
-    const stop = await startChain(ALL, pipeline.services);
     const next = eventSource("r");
-    const samples: number[] = [];
+    const samples: { minute: number; rss_mb: number }[] = [];
     const start = performance.now();
     for (let tick = 0; performance.now() - start < RSS_MINUTES * 60_000; tick++) {
       const wait = start + tick * 50 - performance.now();
@@ -102,14 +104,26 @@ if (phases.has("rss")) {
       const now = Date.now();
       await pipeline.services.bus.produce(pipeline.services.topics.raw, Array.from({ length: RSS_RATE / 20 }, () => recordOf(next(now))));
       if (tick % 600 === 0) {
-        samples.push(rssMb());
-        print({ phase: "rss_sample", minute: round((performance.now() - start) / 60_000, 1), rss_mb: samples.at(-1) });
+        samples.push({ minute: round((performance.now() - start) / 60_000, 1), rss_mb: memoryMb(worker.pid).rss_mb });
+        print({ phase: "rss_sample", ...samples.at(-1), lag: await lagOf(pipeline.services) });
       }
     }
-    await stop();
-    const settled = samples.slice(Math.min(samples.length - 1, 2));
-    print({ phase: "rss", rate_per_s: RSS_RATE, minutes: RSS_MINUTES, rss_min_mb: Math.min(...settled), rss_max_mb: Math.max(...settled), spread_pct: round(((Math.max(...settled) - Math.min(...settled)) / Math.min(...settled)) * 100, 1) });
+    // After the first 2 minutes (start-up, the first windows filling).
+    const settled = samples.filter((s) => s.minute >= 2).map((s) => s.rss_mb);
+    const low = Math.min(...settled);
+    const high = Math.max(...settled);
+    print({ phase: "rss", rate_per_s: RSS_RATE, minutes: RSS_MINUTES, worker_rss_min_mb: low, worker_rss_max_mb: high, spread_pct: round(((high - low) / low) * 100, 1), lag_at_end: await lagOf(pipeline.services) });
   } finally {
+    worker.kill("SIGTERM");
+    await worker.exited;
     await pipeline.close();
   }
+}
+
+/** Records of events.raw the slowest operator has not committed yet. */
+async function lagOf(services: Services): Promise<number> {
+  const ends = await services.bus.endOffsets(services.topics.raw);
+  const rows = await services.db.sql<{ job: string; partition: number; next_offset: number }[]>`select job, partition, next_offset from job_offsets where topic = ${services.topics.raw}`;
+  const jobs = [...new Set(rows.map((r) => r.job))];
+  return Math.max(0, ...jobs.map((job) => ends.reduce((sum, e) => sum + e.offset - (rows.find((r) => r.job === job && r.partition === e.partition)?.next_offset ?? 0), 0)));
 }
