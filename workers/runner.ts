@@ -1,4 +1,4 @@
-import type { Consumer, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
+import type { Batch, DeliveredRecord, PartitionOffset, TopicPartition } from "../lib/bus/types.ts";
 import type { Sql, Tx } from "../lib/db/index.ts";
 import { AppError } from "../lib/errors.ts";
 import { checkpointFailedAt, checkpointStarted, checkpointSucceeded, jobStopped } from "../lib/job-health.ts";
@@ -8,8 +8,8 @@ import { backoffDelay } from "../lib/retry.ts";
 import type { Services } from "../lib/services.ts";
 import { type DeadLetter, deadLetterSink, type DeadLetterSink } from "./dead-letters.ts";
 import { isRecordFault } from "./record-faults.ts";
-import type { ChainSource } from "./chain/chain.ts";
-import type { ChainBatch, ChainRecord } from "./chain/types.ts";
+import type { ChainSource, OperatorConsumer } from "./chain/chain.ts";
+import type { ChainBatch } from "./chain/types.ts";
 
 /**
  * A stream job as the runner hosts it: an operator of the chain (workers/chain), fed the records of
@@ -117,8 +117,8 @@ async function savePositions(tx: Tx, job: string, positions: PartitionOffset[], 
 }
 
 /** Consecutive records of one partition as batches, in the order given. */
-function batchesOf(records: ChainRecord[]): ChainBatch[] {
-  const batches: ChainBatch[] = [];
+function batchesOf<R extends DeliveredRecord>(records: R[]): { topic: string; partition: number; records: R[] }[] {
+  const batches: { topic: string; partition: number; records: R[] }[] = [];
   for (const record of records) {
     const last = batches[batches.length - 1];
     if (last && last.topic === record.topic && last.partition === record.partition) last.records.push(record);
@@ -128,7 +128,7 @@ function batchesOf(records: ChainRecord[]): ChainBatch[] {
 }
 
 /** Per partition, the position after the last of `records`. */
-function positionsAfter(records: ChainRecord[]): PartitionOffset[] {
+function positionsAfter(records: DeliveredRecord[]): PartitionOffset[] {
   const next = new Map<string, PartitionOffset>();
   for (const r of records) next.set(`${r.topic}/${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.offset + 1 });
   return [...next.values()];
@@ -152,12 +152,13 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   /** Next offset per partition processed since the last checkpoint. */
   const advanced = new Map<string, PartitionOffset>();
   /**
-   * The batches handled since the last checkpoint, in delivery order. Each partition's records are in
-   * offset order, so any prefix of their records ends every partition at a position it may commit.
+   * The batches handled since the last checkpoint, in delivery order, as the bus delivered them (the decoded
+   * events are garbage once processed; isolation decodes again). Each partition's records are in offset
+   * order, so any prefix of their records ends every partition at a position it may commit.
    */
-  let uncommitted: ChainBatch[] = [];
+  let uncommitted: Batch[] = [];
   let uncommittedRecords = 0;
-  const setUncommitted = (batches: ChainBatch[]) => {
+  const setUncommitted = (batches: Batch[]) => {
     uncommitted = batches;
     uncommittedRecords = batches.reduce((sum, b) => sum + b.records.length, 0);
   };
@@ -170,7 +171,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   const expectFrom = (partitions: TopicPartition[], starts: PartitionOffset[]) => {
     for (const tp of partitions) expected.set(partitionId(tp), starts.find((s) => s.topic === tp.topic && s.partition === tp.partition)?.offset ?? null);
   };
-  let consumer: Consumer | undefined;
+  let consumer: OperatorConsumer | undefined;
   let failuresInARow = 0;
   let stopping = false;
   checkpointStarted(job.name);
@@ -239,10 +240,10 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
 
   /** Processes `records` from the committed state and commits them; false when a record in them is refused. */
   let refusal: unknown;
-  const attempt = async (records: ChainRecord[]): Promise<boolean> => {
+  const attempt = async (records: DeliveredRecord[]): Promise<boolean> => {
     await reload();
     try {
-      for (const batch of batchesOf(records)) await job.process(batch, collectDead);
+      for (const batch of batchesOf(consumer?.redecode(records) ?? [])) await job.process(batch, collectDead);
     } catch (error) {
       refusal = error;
       return false;
@@ -265,7 +266,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   const isolate = async () => {
     /** What is not committed yet: settle works through it from the front. */
     let remaining = uncommitted.flatMap((b) => b.records);
-    const settle = async (records: ChainRecord[]): Promise<void> => {
+    const settle = async (records: DeliveredRecord[]): Promise<void> => {
       if (await attempt(records)) {
         remaining = remaining.slice(records.length);
         return;
@@ -383,7 +384,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
           batch = { ...batch, records: batch.records.filter((r) => r.offset >= next) };
           if (batch.records.length === 0) return;
         }
-        uncommitted.push(batch);
+        uncommitted.push({ topic: batch.topic, partition: batch.partition, records: batch.records.map((r) => r.raw) });
         uncommittedRecords += batch.records.length;
         const last = batch.records[batch.records.length - 1];
         if (last) {

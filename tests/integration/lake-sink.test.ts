@@ -104,7 +104,8 @@ for (const [name, { open, uri }] of Object.entries(setups)) {
       const topic = uniqueName("stale");
       const records: ChainRecord[] = Array.from({ length: 10 }, (_, i) => {
         const event: Envelope = { type: "sensor.reading", key: `${run}-stale-${i}`, event_id: `${run}-stale-${i}`, event_time: hourA + i, ingest_time: Date.now(), payload: { sensor_id: `${run}-stale-${i}`, temperature: 1, humidity: 1 } };
-        return { topic, partition: 0, offset: i, key: event.key, value: encodeEnvelope(event), event, headers: {}, timestamp: Date.now() };
+        const raw = { topic, partition: 0, offset: i, key: event.key, value: encodeEnvelope(event), headers: {}, timestamp: Date.now() };
+        return { ...raw, raw, event };
       });
       const owners: Duck[] = [];
       const owner = async () => {

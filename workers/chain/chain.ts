@@ -17,9 +17,19 @@ export interface OperatorSubscription {
   onBatch: (batch: ChainBatch) => Promise<void>;
 }
 
+/** The chain's consumer as one operator sees it. */
+export interface OperatorConsumer extends Consumer {
+  /**
+   * The records as this operator was handed them, decoded again: a runner keeps only the bus's records
+   * until its checkpoint (a lake flush holds seconds of them) and decodes them again to isolate a poison
+   * record. The dedupe answers are the same on a re-read.
+   */
+  redecode(records: DeliveredRecord[]): ChainRecord[];
+}
+
 export interface ChainSource {
   /** Adds an operator; the chain's consumer starts once all `operators` have subscribed. */
-  subscribe(subscription: OperatorSubscription): Promise<Consumer>;
+  subscribe(subscription: OperatorSubscription): Promise<OperatorConsumer>;
 }
 
 export interface ChainStats {
@@ -108,28 +118,31 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
     return lowest;
   };
 
-  const decode = (record: DeliveredRecord): { record: ChainRecord; undecodable: boolean } => {
+  /** `count`: a first reading (a re-read for isolation counts nothing again). */
+  const decode = (record: DeliveredRecord, count = true): { record: ChainRecord; undecodable: boolean } => {
     const envelope = decodeTrustedEnvelope(record.value);
     if (!envelope) {
       options.repeats.pass(record.partition, record.offset, record.timestamp);
-      stats.undecodable++;
-      undecodableRecords.inc({ job: "chain" });
-      return { record, undecodable: true };
+      if (count) {
+        stats.undecodable++;
+        undecodableRecords.inc({ job: "chain" });
+      }
+      return { record: { ...record, raw: record }, undecodable: true };
     }
     if (options.repeats.isRepeat(record.partition, record.offset, envelope.type, envelope.event_id, envelope.ingest_time)) {
-      stats.repeats_dropped++;
-      return { record, undecodable: false };
+      if (count) stats.repeats_dropped++;
+      return { record: { ...record, raw: record }, undecodable: false };
     }
     const enriched = enrich(envelope, options.dims.current());
-    if (!enriched.knownCar) stats.unknown_cars++;
+    if (!enriched.knownCar && count) stats.unknown_cars++;
     // Only telemetry changes; its bytes are encoded when an operator asks (enrichedValue).
-    const changed: ChainRecord = enriched.envelope === envelope ? { ...record, event: envelope } : { ...record, event: enriched.envelope, enriched: true };
+    const changed: ChainRecord = enriched.envelope === envelope ? { ...record, raw: record, event: envelope } : { ...record, raw: record, event: enriched.envelope, enriched: true };
     return { record: changed, undecodable: false };
   };
 
   const onBatch = async (batch: { topic: string; partition: number; records: DeliveredRecord[] }) => {
     const { partition } = batch;
-    const decoded = batch.records.map(decode);
+    const decoded = batch.records.map((record) => decode(record));
     stats.records += decoded.length;
     const records = decoded.map((d) => d.record);
     const hasUndecodable = decoded.some((d) => d.undecodable);
@@ -247,6 +260,11 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
         },
         assignment: () => shared.assignment(),
         stop,
+        redecode: (records) =>
+          records.map((raw) => {
+            const { record, undecodable } = decode(raw, false);
+            return undecodable && op.primary ? { ...record, undecodable: true } : record;
+          }),
       };
     },
     stats: () => ({ ...stats }),

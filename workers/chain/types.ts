@@ -8,6 +8,8 @@ import { SOURCE_HEADER } from "../../lib/windows/source.ts";
  * out takes its bytes from `enrichedValue` and its position header from `sourceHeaders`.
  */
 export interface ChainRecord extends DeliveredRecord {
+  /** The record as the bus delivered it: what a runner keeps until its checkpoint, without the decoded event. */
+  raw: DeliveredRecord;
   /** The enriched event; absent when the operator must skip the record (a repeat, or bytes that are no envelope). */
   event?: Envelope;
   /**
