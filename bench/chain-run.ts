@@ -87,11 +87,16 @@ async function seedDims(services: Services) {
   await replaceDimension(sql, "cars", benchDims.cars);
 }
 
-/** Appends `events` records to events.raw (all with event time `now`, as a backlog a fleet sent just now). */
-export async function fillRaw(services: Services, events: number, next = eventSource()): Promise<{ seconds: number; events_per_s: number }> {
+/**
+ * Appends `events` records to events.raw: all with event time `now` (a backlog a fleet sent just now), or with
+ * `perSecond`, event times advancing one second every that many events and ending now, so windows close.
+ */
+export async function fillRaw(services: Services, events: number, options: { next?: (now: number) => Envelope; perSecond?: number } = {}): Promise<{ seconds: number; events_per_s: number }> {
+  const next = options.next ?? eventSource();
   const t0 = performance.now();
   const now = Date.now();
-  for (let i = 0; i < events; i += 10_000) await services.bus.produce(services.topics.raw, Array.from({ length: Math.min(10_000, events - i) }, () => recordOf(next(now))));
+  const timeOf = (i: number) => (options.perSecond ? now - Math.ceil(events / options.perSecond) * 1000 + Math.floor(i / options.perSecond) * 1000 : now);
+  for (let i = 0; i < events; i += 10_000) await services.bus.produce(services.topics.raw, Array.from({ length: Math.min(10_000, events - i) }, (_, k) => recordOf(next(timeOf(i + k)))));
   const seconds = (performance.now() - t0) / 1000;
   return { seconds: round(seconds), events_per_s: Math.round(events / seconds) };
 }

@@ -4,7 +4,8 @@
  * events.raw; pyspark runs seed 000's job over it (bench/peers/spark_job.py: parse, broadcast join of cars
  * and colours, expected_gear, alert filter, 15-min/1-min sliding window count by colour, 2-min watermark),
  * then our chain drains the same topic into alerts and the six views, committed. Prints one JSON line per
- * engine and one with the ratio. BENCH_EVENTS (1,000,000) sets N.
+ * engine and one with the ratio. BENCH_EVENTS (1,000,000) sets N. Event times advance one second every 1,000
+ * events (the last ones now), so windows close in both engines.
  */
 import { benchDims, drainWithChain, fillRaw, openPipeline } from "./chain-run.ts";
 import { runSparkPeer } from "./peers/spark.ts";
@@ -15,7 +16,8 @@ const print = (fields: Record<string, unknown>) => console.log(JSON.stringify({ 
 const pipeline = await openPipeline("services", "peer");
 try {
   const { services } = pipeline;
-  const fill = await fillRaw(services, N);
+  // Event times advance a second every 1,000 events, so both engines' windows close as the watermark passes them.
+  const fill = await fillRaw(services, N, { perSecond: 1_000 });
   print({ phase: "fill", topic: services.topics.raw, events: N, ...fill });
 
   const spark = await runSparkPeer({ brokers: (services.config.kafkaBrokers ?? []).join(","), topic: services.topics.raw, records: N, dims: benchDims });
