@@ -180,6 +180,12 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
     dead.push({ record, reason });
   };
 
+  /** Hands a batch to the job; a record the chain found to be no envelope goes to events.dead from here. */
+  const processBatch = (batch: ChainBatch) => {
+    for (const record of batch.records) if (record.undecodable) collectDead(record, "not an event envelope");
+    return job.process(batch, collectDead);
+  };
+
   /** Commits the pending results with `positions`: the dead letters first (durable in the bus), then one transaction. */
   const commit = async (positions: PartitionOffset[], reportFailure: boolean) => {
     const sending = dead;
@@ -243,7 +249,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
   const attempt = async (records: DeliveredRecord[]): Promise<boolean> => {
     await reload();
     try {
-      for (const batch of batchesOf(consumer?.redecode(records) ?? [])) await job.process(batch, collectDead);
+      for (const batch of batchesOf(consumer?.redecode(records) ?? [])) await processBatch(batch);
     } catch (error) {
       refusal = error;
       return false;
@@ -393,7 +399,7 @@ export async function runJob(job: StreamJob, chain: ChainSource, services: Pick<
         }
         if (isolating) return;
         try {
-          await job.process(batch, collectDead);
+          await processBatch(batch);
         } catch (error) {
           // The batch must not fail: the bus would bring it back forever. The next checkpoint isolates the record.
           logger.warn("a record failed processing; the next checkpoint isolates it", { partition: batch.partition, from: batch.records[0]?.offset, error });

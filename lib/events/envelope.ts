@@ -39,12 +39,3 @@ export function decodeTrustedEnvelope(bytes: Uint8Array): Envelope | undefined {
   if (typeof e.payload !== "object" || e.payload === null || Array.isArray(e.payload)) return undefined;
   return parsed as Envelope;
 }
-
-/** The envelope, or undefined when the bytes are not one (a foreign producer, a bug): callers skip and count it. */
-export function tryDecodeEnvelope(bytes: Uint8Array): Envelope | undefined {
-  try {
-    return decodeEnvelope(bytes);
-  } catch {
-    return undefined;
-  }
-}

@@ -9,7 +9,7 @@ import { vehicleTelemetry } from "./vehicle-telemetry.ts";
 import { weatherObservation } from "./weather-observation.ts";
 
 export type { EventType } from "./define.ts";
-export { type Envelope, EnvelopeSchema, decodeEnvelope, decodeTrustedEnvelope, encodeEnvelope, tryDecodeEnvelope } from "./envelope.ts";
+export { type Envelope, EnvelopeSchema, decodeEnvelope, decodeTrustedEnvelope, encodeEnvelope } from "./envelope.ts";
 export { type EventTimePolicy, defaultEventTimePolicy, parseEventTime } from "./event-time.ts";
 export { type RecordError, type ValidationResult, validateRecord } from "./validate.ts";
 

@@ -40,13 +40,11 @@ for (const [name, setup] of Object.entries(serviceSetups({}))) {
       const job: StreamJob = {
         name: jobName,
         input: services.topics.raw,
-        process(batch: ChainBatch, toDead) {
+        process(batch: ChainBatch) {
           for (const record of batch.records) {
             seen.push(record);
-            if (record.undecodable) {
-              dead.push(record.offset);
-              toDead(record, "not an event envelope");
-            }
+            // Flagged for this operator's runner, which dead-letters it.
+            if (record.undecodable) dead.push(record.offset);
           }
         },
         pending: () => 0,

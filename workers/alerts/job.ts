@@ -4,7 +4,6 @@ import type { Tx } from "../../lib/db/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import type { ChainBatch } from "../chain/types.ts";
-import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import { matchingRules } from "../../lib/alert-rules.ts";
 
@@ -20,14 +19,11 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
   return {
     name: "alerts",
     input: deps.topics.raw,
-    process(batch: ChainBatch, dead: DeadLetterSink) {
+    process(batch: ChainBatch) {
       for (const record of batch.records) {
         const envelope = record.event;
-        if (!envelope) {
-          // Set aside, never retried: failing the batch would only bring the same bytes back.
-          if (record.undecodable) dead(record, "not an event envelope");
-          continue;
-        }
+        // A repeat, or bytes that are no envelope (the runner dead-letters those).
+        if (!envelope) continue;
         const rules = matchingRules(envelope.type, envelope.payload);
         if (rules.length === 0 || pending.has(envelope.event_id)) continue;
         pending.set(envelope.event_id, {

@@ -32,13 +32,6 @@ export interface ChainSource {
   subscribe(subscription: OperatorSubscription): Promise<OperatorConsumer>;
 }
 
-export interface ChainStats {
-  records: number;
-  repeats_dropped: number;
-  unknown_cars: number;
-  undecodable: number;
-}
-
 export interface ChainOptions {
   bus: Bus;
   /** events.raw */
@@ -49,9 +42,10 @@ export interface ChainOptions {
   dims: DimsCache;
   repeats: Repeats;
   logger: Logger;
-  /** How often the dedupe state's new ids are written (ms). */
-  dedupePersistMs?: number;
 }
+
+/** How often the dedupe state's new ids are written. */
+const DEDUPE_PERSIST_MS = 1_000;
 
 interface Operator {
   subscription: OperatorSubscription;
@@ -84,10 +78,8 @@ function firstAtOrAfter(records: DeliveredRecord[], offset: number): number {
  * skips what it has already taken. A batch is done when every operator is done with it, so the slowest
  * operator's backpressure holds the consumer.
  */
-export function createChain(options: ChainOptions): ChainSource & { stats: () => ChainStats; stop: () => Promise<void> } {
+export function createChain(options: ChainOptions): ChainSource & { stop: () => Promise<void> } {
   const operators: Operator[] = [];
-  const stats: ChainStats = { records: 0, repeats_dropped: 0, unknown_cars: 0, undecodable: 0 };
-  let consumer: Consumer | undefined;
   let started: Promise<Consumer> | undefined;
   let ready: (consumer: Consumer) => void = () => undefined;
   let failed: (error: unknown) => void = () => undefined;
@@ -105,7 +97,12 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
     });
     return persisting;
   };
-  const persistTimer = setInterval(() => void persistDedupe(), options.dedupePersistMs ?? 1_000);
+  /** Waits for a persist in flight (ids up to when it started), then writes everything read since. */
+  const persistAllRead = async () => {
+    await persistDedupe();
+    await persistDedupe();
+  };
+  const persistTimer = setInterval(() => void persistDedupe(), DEDUPE_PERSIST_MS);
 
   /** Where the consumer must read a partition from: the smallest position any operator still needs. */
   const readFrom = (partition: number): number | undefined => {
@@ -123,18 +120,11 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
     const envelope = decodeTrustedEnvelope(record.value);
     if (!envelope) {
       options.repeats.pass(record.partition, record.offset, record.timestamp);
-      if (count) {
-        stats.undecodable++;
-        undecodableRecords.inc({ job: "chain" });
-      }
+      if (count) undecodableRecords.inc({ job: "chain" });
       return { record: { ...record, raw: record }, undecodable: true };
     }
-    if (options.repeats.isRepeat(record.partition, record.offset, envelope.type, envelope.event_id, envelope.ingest_time)) {
-      if (count) stats.repeats_dropped++;
-      return { record: { ...record, raw: record }, undecodable: false };
-    }
+    if (options.repeats.isRepeat(record.partition, record.offset, envelope.type, envelope.event_id, envelope.ingest_time)) return { record: { ...record, raw: record }, undecodable: false };
     const enriched = enrich(envelope, options.dims.current());
-    if (!enriched.knownCar && count) stats.unknown_cars++;
     // Only telemetry changes; its bytes are encoded when an operator asks (enrichedValue).
     const changed: ChainRecord = enriched.envelope === envelope ? { ...record, raw: record, event: envelope } : { ...record, raw: record, event: enriched.envelope, enriched: true };
     return { record: changed, undecodable: false };
@@ -143,7 +133,6 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
   const onBatch = async (batch: { topic: string; partition: number; records: DeliveredRecord[] }) => {
     const { partition } = batch;
     const decoded = batch.records.map((record) => decode(record));
-    stats.records += decoded.length;
     const records = decoded.map((d) => d.record);
     const hasUndecodable = decoded.some((d) => d.undecodable);
     const forPrimary = hasUndecodable ? decoded.map((d): ChainRecord => (d.undecodable ? { ...d.record, undecodable: true } : d.record)) : records;
@@ -193,8 +182,7 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
 
   const onRevoke = async (revoked: TopicPartition[]) => {
     await Promise.all(operators.map((op) => op.subscription.onRevoke(revoked)));
-    await persistDedupe();
-    await persistDedupe();
+    await persistAllRead();
     const partitions = revoked.map((tp) => tp.partition);
     options.repeats.revoked(partitions);
     for (const op of operators) {
@@ -224,8 +212,7 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
   const start = async () => {
     started ??= options.bus.consume({ group: options.group, topics: [options.topic], onAssign, onRevoke, onBatch });
     try {
-      consumer = await started;
-      ready(consumer);
+      ready(await started);
     } catch (error) {
       failed(error);
     }
@@ -236,8 +223,7 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
     stopping ??= (async () => {
       clearInterval(persistTimer);
       await (started ? opened.then((c) => c.stop()) : Promise.resolve());
-      await persistDedupe();
-      await persistDedupe();
+      await persistAllRead();
     })();
     return stopping;
   };
@@ -267,7 +253,6 @@ export function createChain(options: ChainOptions): ChainSource & { stats: () =>
           }),
       };
     },
-    stats: () => ({ ...stats }),
     stop,
   };
 }

@@ -13,8 +13,8 @@ export interface ChainRecord extends DeliveredRecord {
   /** The enriched event; absent when the operator must skip the record (a repeat, or bytes that are no envelope). */
   event?: Envelope;
   /**
-   * The bytes are not an event envelope. Set for one operator of the chain only (the first), which sends the
-   * record to events.dead; the others see the record without `event` and skip it.
+   * The bytes are not an event envelope. Set for one operator of the chain only (the first), whose runner
+   * sends the record to events.dead; the others see the record without `event` and skip it.
    */
   undecodable?: true;
   /** Enrichment changed the event (telemetry): its bytes differ from `value`. */

@@ -1,12 +1,7 @@
 import type { Bus, OutgoingRecord } from "../../lib/bus/types.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { type ChainBatch, enrichedValue, sourceHeaders } from "../chain/types.ts";
-import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
-
-export interface EnrichedOutputStats {
-  produced: number;
-}
 
 /**
  * The chain's enriched records → topic events.enriched, for consumers outside the pipeline (no job of
@@ -14,16 +9,14 @@ export interface EnrichedOutputStats {
  * copy produced again after a crash carries the same `devpipe-source` header (its events.raw position),
  * so a consumer can drop it. Switched off with ENRICHED_TOPIC=off.
  */
-export function createEnrichedOutput(deps: { bus: Bus; topics: Topics }): StreamJob & { stats: () => EnrichedOutputStats } {
+export function createEnrichedOutput(deps: { bus: Bus; topics: Topics }): StreamJob {
   let out: OutgoingRecord[] = [];
-  const stats: EnrichedOutputStats = { produced: 0 };
   return {
     name: "enrich",
     input: deps.topics.raw,
-    process(batch: ChainBatch, dead: DeadLetterSink) {
+    process(batch: ChainBatch) {
       for (const record of batch.records) {
         if (record.event) out.push({ key: record.key, value: enrichedValue(record), timestamp: record.event.event_time, headers: sourceHeaders(record) });
-        else if (record.undecodable) dead(record, "not an event envelope");
       }
     },
     pending: () => out.length,
@@ -34,10 +27,8 @@ export function createEnrichedOutput(deps: { bus: Bus; topics: Topics }): Stream
       const sending = out;
       if (sending.length > 0) await deps.bus.produce(deps.topics.enriched, sending);
       return () => {
-        stats.produced += sending.length;
         out = out.slice(sending.length);
       };
     },
-    stats: () => ({ ...stats }),
   };
 }

@@ -3,9 +3,8 @@ import type { Sql, Tx } from "../../lib/db/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { type AnyView, DEFAULT_LATENESS_MS, WINDOWS_JOB } from "../../lib/windows/views.ts";
-import { undecodableRecords, windowOpen } from "../../lib/metrics.ts";
+import { windowOpen } from "../../lib/metrics.ts";
 import { type ChainBatch, enrichedValue, sourceHeaders } from "../chain/types.ts";
-import type { DeadLetterSink } from "../dead-letters.ts";
 import type { StreamJob } from "../runner.ts";
 import { PartitionWindows, type RowId, type WindowRow } from "./engine.ts";
 import { WatermarkTracker, type WatermarkSnapshot } from "./watermark.ts";
@@ -195,7 +194,7 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
       forget(revoked.map((r) => r.partition));
     },
 
-    process(batch: ChainBatch, dead: DeadLetterSink) {
+    process(batch: ChainBatch) {
       const partition = batch.partition;
       const engine = windowsOf(partition);
       const watermarks = (type: string) => tracker.watermarkOf(partition, type);
@@ -208,16 +207,8 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         }
         sourceOffsets.set(partition, record.offset);
         const event = record.event;
-        if (!event) {
-          // A repeat the chain found, or bytes that are no envelope: only the latter go to events.dead (from the
-          // operator the chain tells to), set aside, never retried: failing the batch would apply its earlier
-          // records a second time.
-          if (record.undecodable) {
-            undecodableRecords.inc({ job: "windows" });
-            dead(record, "not an event envelope");
-          }
-          continue;
-        }
+        // A repeat the chain found, or bytes that are no envelope (the runner dead-letters those).
+        if (!event) continue;
         processed++;
         if (!tracked.has(event.type)) continue;
         const late = engine.apply(event, watermarks);
