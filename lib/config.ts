@@ -103,6 +103,23 @@ export const envSchema = z.object({
   DEDUPE_HORIZON_S: optional(integer(1, 30 * 86_400)).default(3_600),
   /** `off`: the workers do not produce events.enriched (it only serves consumers outside the pipeline). */
   ENRICHED_TOPIC: optional(z.enum(["on", "off"])).default("on"),
+  /**
+   * Embedded bus retention (per topic, like Kafka's log.retention.ms / .bytes): whole segments are deleted
+   * once older than BUS_RETENTION_MS or while the topic is over BUS_RETENTION_BYTES, never one a consumer
+   * group still needs; past the byte cap with nothing deletable, produce answers 503.
+   */
+  BUS_RETENTION_MS: optional(integer(1_000, 365 * 86_400_000)).default(86_400_000),
+  BUS_RETENTION_BYTES: optional(integer(4_096, 1024 * 1024 * 1024 * 1024)).default(1024 * 1024 * 1024),
+  /** A partition's active segment is rolled past this size or age. */
+  BUS_SEGMENT_BYTES: optional(integer(1_024, 1024 * 1024 * 1024)).default(64 * 1024 * 1024),
+  BUS_SEGMENT_MS: optional(integer(1_000, 30 * 86_400_000)).default(3_600_000),
+  /** A consumer group that has not committed for this long no longer holds segments (Kafka's offsets.retention.minutes). */
+  BUS_GROUP_RETENTION_MS: optional(integer(60_000, 365 * 86_400_000)).default(7 * 86_400_000),
+  /** Table retention, enforced by a periodic job in small batches. */
+  ALERTS_RETENTION_DAYS: optional(integer(1, 36_500)).default(30),
+  AGGREGATES_RETENTION_DAYS: optional(integer(1, 36_500)).default(90),
+  RUNS_RETENTION_DAYS: optional(integer(1, 36_500)).default(30),
+  RETENTION_INTERVAL_MS: optional(integer(1_000, 86_400_000)).default(60_000),
   /** POST /v1/query limits. */
   QUERY_TIMEOUT_MS: optional(integer(100, 600_000)).default(10_000),
   QUERY_MAX_ROWS: optional(integer(1, 1_000_000)).default(10_000),
@@ -150,6 +167,8 @@ export interface Config {
   lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number; retentionMs: number };
   query: { timeoutMs: number; maxRows: number; maxBytes: number; maxConcurrent: number; maxQueued: number; queueTimeoutMs: number };
   sse: { heartbeatMs: number; pollMs: number; maxBufferBytes: number; maxStreamsPerKey: number };
+  busRetention: { retentionMs: number; retentionBytes: number; segmentBytes: number; segmentMs: number; groupRetentionMs: number };
+  retention: { alertsMs: number; aggregatesMs: number; runsMs: number; intervalMs: number };
   readyStallMs: number;
   shutdownGraceMs: number;
   httpIdleTimeoutS: number;
@@ -202,6 +221,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000, retentionMs: e.LAKE_RETENTION_S * 1000 },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS, maxBytes: e.QUERY_MAX_BYTES, maxConcurrent: e.QUERY_MAX_CONCURRENT, maxQueued: e.QUERY_MAX_QUEUED, queueTimeoutMs: e.QUERY_QUEUE_TIMEOUT_MS },
     sse: { heartbeatMs: e.SSE_HEARTBEAT_MS, pollMs: e.SSE_POLL_MS, maxBufferBytes: e.SSE_MAX_BUFFER_BYTES, maxStreamsPerKey: e.SSE_MAX_STREAMS_PER_KEY },
+    busRetention: { retentionMs: e.BUS_RETENTION_MS, retentionBytes: e.BUS_RETENTION_BYTES, segmentBytes: e.BUS_SEGMENT_BYTES, segmentMs: e.BUS_SEGMENT_MS, groupRetentionMs: e.BUS_GROUP_RETENTION_MS },
+    retention: { alertsMs: e.ALERTS_RETENTION_DAYS * 86_400_000, aggregatesMs: e.AGGREGATES_RETENTION_DAYS * 86_400_000, runsMs: e.RUNS_RETENTION_DAYS * 86_400_000, intervalMs: e.RETENTION_INTERVAL_MS },
     readyStallMs: e.READY_STALL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     httpIdleTimeoutS: e.HTTP_IDLE_TIMEOUT_S,

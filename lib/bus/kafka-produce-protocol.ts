@@ -17,7 +17,8 @@ export interface PackedRecords {
 
 export type ToProducer =
   | { kind: "start"; brokers: string[]; clientId: string }
-  | { kind: "produce"; id: number; topic: string; records: PackedRecords }
+  /** `deadline` (ms since the epoch): past it the caller has given up, so the records are not sent. */
+  | { kind: "produce"; id: number; topic: string; records: PackedRecords; deadline?: number }
   | { kind: "close"; id: number };
 
 export type FromProducer =

@@ -42,10 +42,10 @@ export function startProducerThread(options: { brokers: string[]; clientId: stri
 
   return {
     /** Resolves with the base offset per partition once Kafka acknowledged every record (acks=all). */
-    send(topic: string, records: OutgoingRecord[], partitions: number[]): Promise<[number, number][]> {
+    send(topic: string, records: OutgoingRecord[], partitions: number[], deadline?: number): Promise<[number, number][]> {
       if (closed) return Promise.reject(new BusUnavailableError("the Kafka bus is closed", { retriable: false }));
       const { packed, transfer } = packRecords(records, partitions, Date.now());
-      return call((id) => ({ message: { kind: "produce", id, topic, records: packed }, transfer }));
+      return call((id) => ({ message: { kind: "produce", id, topic, records: packed, ...(deadline === undefined ? {} : { deadline }) }, transfer }));
     },
     async close() {
       if (closed) return;

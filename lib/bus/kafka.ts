@@ -197,13 +197,14 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
 
     async produce(topic: string, records: OutgoingRecord[]): Promise<ProducedRecord[]> {
       if (records.length === 0) return [];
+      const deadline = Date.now() + produceTimeoutMs;
       const send = async () => {
         const count = await partitionCount(topic);
         const partitions = records.map((r) => partitionFor(r.key, count));
         const produced: ProducedRecord[] = [];
         for (const [from, to] of byteChunks(records, partitions, MAX_PARTITION_BATCH_BYTES)) {
           const chunkPartitions = partitions.slice(from, to);
-          const baseOffsets = await producerThread().send(topic, records.slice(from, to), chunkPartitions);
+          const baseOffsets = await producerThread().send(topic, records.slice(from, to), chunkPartitions, deadline);
           // One entry per partition with the base offset; records keep their order within a partition.
           const nextOffset = new Map(baseOffsets);
           for (const partition of chunkPartitions) {
