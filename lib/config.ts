@@ -113,8 +113,12 @@ export const envSchema = z.object({
   /** A partition's active segment is rolled past this size or age. */
   BUS_SEGMENT_BYTES: optional(integer(1_024, 1024 * 1024 * 1024)).default(64 * 1024 * 1024),
   BUS_SEGMENT_MS: optional(integer(1_000, 30 * 86_400_000)).default(3_600_000),
-  /** A consumer group that has not committed for this long no longer holds segments (Kafka's offsets.retention.minutes). */
-  BUS_GROUP_RETENTION_MS: optional(integer(60_000, 365 * 86_400_000)).default(7 * 86_400_000),
+  /**
+   * A consumer group with no running member that has not committed for this long (counted while the bus
+   * is open) no longer holds segments, as Kafka's offsets.retention.minutes: a group left behind by a
+   * changed set of operators must not hold the log, and every job of the embedded mode runs in-process.
+   */
+  BUS_GROUP_RETENTION_MS: optional(integer(60_000, 365 * 86_400_000)).default(3_600_000),
   /** Table retention, enforced by a periodic job in small batches. */
   ALERTS_RETENTION_DAYS: optional(integer(1, 36_500)).default(30),
   AGGREGATES_RETENTION_DAYS: optional(integer(1, 36_500)).default(90),

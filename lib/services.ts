@@ -75,10 +75,20 @@ async function jobsProgress(services: Services): Promise<void> {
   if (problems.length > 0) throw new Error(problems.join("; "));
 }
 
-/** Whether bus, db and lake answer and the jobs make progress, each checked at once and bounded in time. */
+/**
+ * The bus answers and takes writes: an embedded bus refuses produces to a topic over its retention cap
+ * while a lagging consumer group holds the segments that would go; the reason names topic, group and offset.
+ */
+async function busTakesWrites(services: Services): Promise<void> {
+  await services.bus.ping();
+  const blocked = (await services.bus.storage()).flatMap((t) => (t.blocked ? [t.blocked.reason] : []));
+  if (blocked.length > 0) throw new Error(blocked.join("; "));
+}
+
+/** Whether bus, db and lake answer (and the bus takes writes) and the jobs make progress, each checked at once and bounded in time. */
 export async function readiness(services: Services, timeoutMs = 3_000) {
   const [bus, db, lake, jobs] = await Promise.all([
-    check(() => services.bus.ping(), timeoutMs),
+    check(() => busTakesWrites(services), timeoutMs),
     check(() => services.db.ping(), timeoutMs),
     check(() => services.lake.ping(), timeoutMs),
     check(() => jobsProgress(services), timeoutMs),

@@ -17,6 +17,19 @@ export function registerMetrics(app: OpenAPIHono<AppEnv>, services: Services) {
   const late = scraped.gauge("devpipe_late_events", "Events that arrived behind the watermark (counted, sent to events.late, never applied)");
   const deadLettered = scraped.gauge("devpipe_dead_lettered_records", "Records moved to events.dead, by the job whose sink refused them (from the runs log)");
   const lastRun = scraped.gauge("devpipe_pipeline_last_run_seconds", "Duration of each job's latest finished run");
+  const busBytes = scraped.gauge("devpipe_bus_topic_bytes", "Bytes of log a topic keeps on disk (embedded bus), all partitions");
+  const busSegments = scraped.gauge("devpipe_bus_topic_segments", "Segment files of a topic (embedded bus), all partitions");
+  const busCap = scraped.gauge("devpipe_bus_retention_bytes", "A topic's byte cap (BUS_RETENTION_BYTES; embedded bus)");
+  const busStart = scraped.gauge("devpipe_bus_log_start_offset", "Oldest offset a partition still keeps (embedded bus): retention advances it");
+  const busBlocked = scraped.gauge("devpipe_bus_blocked", "1 while produces to a topic are refused (over its cap, a lagging consumer group holds the oldest segments), else 0");
+  scraped.collect(async () => {
+    const topics = await services.bus.storage();
+    busBytes.replace(topics.map((t) => ({ labels: { topic: t.topic }, value: t.bytes })));
+    busSegments.replace(topics.map((t) => ({ labels: { topic: t.topic }, value: t.segments })));
+    busCap.replace(topics.map((t) => ({ labels: { topic: t.topic }, value: t.retentionBytes })));
+    busStart.replace(topics.flatMap((t) => t.partitions.map((p) => ({ labels: { topic: t.topic, partition: String(p.partition) }, value: p.startOffset }))));
+    busBlocked.replace(topics.map((t) => ({ labels: { topic: t.topic }, value: t.blocked ? 1 : 0 })));
+  });
   scraped.collect(async () => {
     // From the positions of record (job_offsets), not the bus's group offsets: operators chained on one
     // consumer each commit their own position. A job that never committed is not running anywhere.

@@ -357,6 +357,11 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       }
     },
 
+    /** Kafka keeps and reports its own retention (log.retention.*); the gateway's bus view has nothing to add. */
+    async storage() {
+      return [];
+    },
+
     async close() {
       await Promise.allSettled([...consumers].map((c) => c.disconnect()));
       consumers.clear();

@@ -90,6 +90,40 @@ export interface Consumer {
   stop(): Promise<void>;
 }
 
+/** What one partition of a topic keeps on disk (embedded bus). */
+export interface PartitionStorage {
+  partition: number;
+  bytes: number;
+  segments: number;
+  /** The oldest offset still kept (the log start offset): retention advances it. */
+  startOffset: number;
+  /** The offset the next produced record will get. */
+  endOffset: number;
+}
+
+/** Why produces to a topic are refused: it is over its byte cap and a consumer group holds the segments that would go. */
+export interface StorageBlock {
+  /** A sentence naming the topic, the cap, and the group, partition and offset holding it. */
+  reason: string;
+  group: string;
+  partition: number;
+  /** The group's committed position on that partition; null when it never committed (it needs everything). */
+  offset: number | null;
+}
+
+/** A topic's storage against its retention (embedded bus; Kafka keeps its own and reports none). */
+export interface TopicStorage {
+  topic: string;
+  bytes: number;
+  segments: number;
+  partitions: PartitionStorage[];
+  /** The topic's byte cap (BUS_RETENTION_BYTES) and age limit (BUS_RETENTION_MS). */
+  retentionBytes: number;
+  retentionMs: number;
+  /** Set while produces to the topic are refused (backpressure instead of dropping unconsumed records). */
+  blocked: StorageBlock | null;
+}
+
 export interface Bus {
   readonly kind: "kafka" | "embedded";
   /** Creates the topics that do not exist yet; existing ones are left as they are. */
@@ -103,5 +137,7 @@ export interface Bus {
   lag(group: string, topic: string): Promise<PartitionLag[]>;
   /** Resolves when the bus answers; rejects with BusUnavailableError otherwise. */
   ping(): Promise<void>;
+  /** Per topic, what is kept on disk against the retention limits, and why produces are refused if they are. Kafka: []. */
+  storage(): Promise<TopicStorage[]>;
   close(): Promise<void>;
 }

@@ -31,8 +31,9 @@ test("a frame round-trips key, value, headers and timestamp, and a flipped bit f
 });
 
 test("a torn tail left by a crash mid-write is cut off on open; every complete record survives", async () => {
-  const path = join(scratch(), "0.log");
-  const log = await PartitionLog.open(path, logger);
+  const dir = join(scratch(), "0");
+  const path = join(dir, "00000000000000000000.log");
+  const log = await PartitionLog.open(dir, logger);
   for (let i = 0; i < 50; i++) log.stage({ key: `k${i}`, value: bytes(`v${i}`), headers: {}, timestamp: i });
   expect(await log.flush()).toBe(0);
   await log.close();
@@ -40,7 +41,7 @@ test("a torn tail left by a crash mid-write is cut off on open; every complete r
   const partial = encodeFrame({ key: "torn", value: bytes("never acknowledged"), headers: {}, timestamp: 0 }).subarray(0, 17);
   appendFileSync(path, partial);
 
-  const reopened = await PartitionLog.open(path, logger);
+  const reopened = await PartitionLog.open(dir, logger);
   expect(reopened.end()).toBe(50);
   expect(statSync(path).size).toBe(intactSize);
   const read = await reopened.read(45, 100);
@@ -52,7 +53,7 @@ test("a torn tail left by a crash mid-write is cut off on open; every complete r
 });
 
 test("reads respect the record and byte budgets but always return at least one record", async () => {
-  const log = await PartitionLog.open(join(scratch(), "0.log"), logger);
+  const log = await PartitionLog.open(join(scratch(), "0"), logger);
   for (let i = 0; i < 20; i++) log.stage({ key: `k${i}`, value: new Uint8Array(1000), headers: {}, timestamp: i });
   await log.flush();
   expect(await log.read(0, 5)).toHaveLength(5);

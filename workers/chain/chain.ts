@@ -194,9 +194,10 @@ export function createChain(options: ChainOptions): ChainSource & { stop: () => 
   };
 
   /**
-   * The group's offsets only feed the bus's own tools (kafka-consumer-groups): what every operator has
-   * committed, at most once a second and off the operators' critical sections. The positions of record are
-   * each operator's own, in job_offsets.
+   * The group's offsets are what every operator has committed, at most once a second and off the
+   * operators' critical sections. They feed the bus's own tools (kafka-consumer-groups) and hold the
+   * embedded bus's retention: a segment goes only once this group is past it. The positions of record
+   * are each operator's own, in job_offsets (the lake's in its Delta log).
    */
   let groupCommittedAt = 0;
   const commitGroup = (shared: Consumer) => {
@@ -206,7 +207,7 @@ export function createChain(options: ChainOptions): ChainSource & { stop: () => 
       const lowest = Math.min(...operators.map((o) => o.committed.get(tp.partition) ?? -1));
       return lowest >= 0 ? [{ ...tp, offset: lowest }] : [];
     });
-    if (positions.length > 0) shared.commit(positions).catch((error: unknown) => options.logger.warn("bus offset commit failed (the bus's own lag view only)", { error }));
+    if (positions.length > 0) shared.commit(positions).catch((error: unknown) => options.logger.warn("bus offset commit failed (the bus's lag view and retention only; retried within a second)", { error }));
   };
 
   const start = async () => {

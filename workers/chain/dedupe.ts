@@ -87,6 +87,8 @@ export interface Dedupe {
   revoked(partitions: number[]): void;
   /** Entries held in memory, for metrics and tests. */
   size(): number;
+  /** Bytes of the tables and of the ranges not yet persisted (metrics). */
+  bytes(): number;
 }
 
 /** The horizon, in generations. */
@@ -649,6 +651,15 @@ export class DedupeState {
     for (const state of this.partitions.values()) size += state.entries;
     return size;
   }
+
+  bytes(): number {
+    let bytes = 0;
+    for (const state of this.partitions.values()) {
+      bytes += state.slots.byteLength;
+      for (const segment of state.segments) bytes += segment.entries.byteLength;
+    }
+    return bytes;
+  }
 }
 
 export function createDedupe(options: DedupeOptions): Dedupe {
@@ -742,5 +753,6 @@ export function createDedupe(options: DedupeOptions): Dedupe {
     },
     revoked: (partitions) => state.revoked(partitions),
     size: () => state.size(),
+    bytes: () => state.bytes(),
   };
 }

@@ -1,6 +1,7 @@
 import { eventTypes } from "../../lib/events/index.ts";
 import type { Sql } from "../../lib/db/index.ts";
 import type { Logger } from "../../lib/log.ts";
+import { dedupeIds, dedupeTableBytes } from "../../lib/metrics.ts";
 import { dedupeHorizonMs } from "../../lib/windows/views.ts";
 import { createDedupe, type Dedupe } from "./dedupe.ts";
 
@@ -61,6 +62,11 @@ export function createRepeats(options: { sql: Sql; topic: string; defaultHorizon
     },
     async persist() {
       await Promise.all(states.map((state) => state.persist()));
+      states.forEach((state, i) => {
+        const labels = { topic: options.topic, horizon_s: String(Math.round((horizons[i] ?? 0) / 1000)) };
+        dedupeIds.set(labels, state.size());
+        dedupeTableBytes.set(labels, state.bytes());
+      });
     },
     revoked(partitions) {
       for (const state of states) state.revoked(partitions);

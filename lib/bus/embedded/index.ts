@@ -5,18 +5,28 @@ import type { Logger } from "../../log.ts";
 import { backoffDelay } from "../../retry.ts";
 import { partitionFor } from "../partitioner.ts";
 import { PositionTracker } from "../positions.ts";
-import type { Bus, ConsumeOptions, Consumer, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec } from "../types.ts";
+import type { Bus, ConsumeOptions, Consumer, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec, TopicStorage } from "../types.ts";
 import { OffsetStore } from "./offset-store.ts";
 import { PartitionLog } from "./partition-log.ts";
+import { assessBlock, DEFAULT_RETENTION, enforceRetention, type Protector, type RetentionContext, type RetentionSettings } from "./retention.ts";
 
 export interface EmbeddedBusOptions {
   /** Directory holding topics and committed group positions. */
   dir: string;
   logger: Logger;
+  /** Segments and retention; each setting defaults to the configuration's default (see retention.ts). */
+  retention?: Partial<RetentionSettings>;
+  /** How often retention runs besides when a produce finds a topic over its cap. Default: 15 s. */
+  retentionCheckMs?: number;
+  /** The wall clock (tests move it). */
+  clock?: () => number;
 }
+
+export type { RetentionSettings } from "./retention.ts";
 
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
 const IDLE_POLL_MS = 250;
+const RETENTION_CHECK_MS = 15_000;
 
 interface Member {
   id: number;
@@ -51,16 +61,32 @@ async function takeLock(dir: string) {
 
 export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bus> {
   const logger = options.logger.child({ component: "bus.embedded" });
+  const settings: RetentionSettings = { ...DEFAULT_RETENTION, ...options.retention };
+  const clock = options.clock ?? Date.now;
   const topicsDir = join(options.dir, "topics");
   await mkdir(topicsDir, { recursive: true });
   const lockPath = await takeLock(options.dir);
-  const offsets = await OffsetStore.open(join(options.dir, "groups"));
+  const offsets = await OffsetStore.open(join(options.dir, "groups"), clock);
   const topics = new Map<string, PartitionLog[]>();
-  for (const name of await readdir(topicsDir)) {
-    const meta = JSON.parse(await readFile(join(topicsDir, name, "topic.json"), "utf8")) as { partitions: number };
-    const logs: PartitionLog[] = [];
-    for (let p = 0; p < meta.partitions; p++) logs.push(await PartitionLog.open(join(topicsDir, name, `${p}.log`), logger));
-    topics.set(name, logs);
+  /** Partition p of a topic is the directory `<topic>/<p>/`; a `<topic>/<p>.log` of the single-file layout is adopted. */
+  const openPartition = (topicDir: string, p: number) =>
+    PartitionLog.open(join(topicDir, String(p)), logger, { segmentBytes: settings.segmentBytes, segmentMs: settings.segmentMs, clock, legacyFile: join(topicDir, `${p}.log`) });
+  const openedLogs: PartitionLog[] = [];
+  try {
+    for (const name of await readdir(topicsDir)) {
+      const meta = JSON.parse(await readFile(join(topicsDir, name, "topic.json"), "utf8")) as { partitions: number };
+      // Partitions open side by side: each scans only its active segment.
+      const opening = await Promise.allSettled(Array.from({ length: meta.partitions }, (_, p) => openPartition(join(topicsDir, name), p)));
+      const logs = opening.flatMap((o) => (o.status === "fulfilled" ? [o.value] : []));
+      openedLogs.push(...logs);
+      const failed = opening.find((o) => o.status === "rejected");
+      if (failed) throw failed.reason;
+      topics.set(name, logs);
+    }
+  } catch (error) {
+    await Promise.allSettled(openedLogs.map((log) => log.close()));
+    await rm(lockPath, { force: true });
+    throw error;
   }
 
   let closed = false;
@@ -104,8 +130,47 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
   const startPosition = (group: string, tp: TopicPartition, start: "earliest" | "latest") => {
     const committed = offsets.get(group, tp.topic, tp.partition);
     if (committed !== null) return committed;
-    return start === "latest" ? logsOf(tp.topic)[tp.partition]?.end() ?? 0 : 0;
+    const log = logsOf(tp.topic)[tp.partition];
+    return start === "latest" ? (log?.end() ?? 0) : (log?.start() ?? 0);
   };
+
+  // ---- retention: whole old segments go, never one a protecting group still needs
+  /**
+   * The groups whose positions keep a partition's records: those with a live member here subscribed to
+   * the topic (no committed position: they need everything), and those whose last commit on the topic is
+   * within groupRetentionMs (Kafka's offsets.retention.minutes).
+   */
+  const protectors = (topic: string, partition: number): Protector[] => {
+    const found = new Map<string, Protector>();
+    for (const [group, members] of groups) {
+      if (members.some((m) => !m.stopped && m.options.topics.includes(topic))) found.set(group, { group, committed: offsets.get(group, topic, partition), member: true });
+    }
+    const horizon = clock() - settings.groupRetentionMs;
+    for (const group of offsets.groupsOn(topic)) {
+      if (found.has(group) || (offsets.lastCommit(group, topic) ?? Number.NEGATIVE_INFINITY) < horizon) continue;
+      found.set(group, { group, committed: offsets.get(group, topic, partition), member: false });
+    }
+    return [...found.values()];
+  };
+  const retentionContext: RetentionContext = { settings, clock, protectors, logger };
+  /** One retention pass per topic at a time; produces over the cap wait for the pass in flight. */
+  const retentionRuns = new Map<string, Promise<void>>();
+  const runRetention = (topic: string): Promise<void> => {
+    const previous = retentionRuns.get(topic) ?? Promise.resolve();
+    const run = previous.then(async () => {
+      const logs = topics.get(topic);
+      if (!logs || closed) return;
+      await enforceRetention(topic, logs, retentionContext);
+    });
+    const settled = run.catch((error: unknown) => logger.error("bus retention failed", { topic, error }));
+    retentionRuns.set(topic, settled);
+    return run;
+  };
+  const blockedTopics = new Set<string>();
+  const retentionTimer = setInterval(() => {
+    for (const topic of topics.keys()) void runRetention(topic).catch(() => undefined);
+  }, options.retentionCheckMs ?? RETENTION_CHECK_MS);
+  retentionTimer.unref();
 
   /** Spreads the partitions of the group's topics over its members, round-robin by member id. */
   const rebalance = (group: string) => {
@@ -133,15 +198,21 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
     let delivered = false;
     for (const position of member.positions) {
       if (member.stopped) break;
-      const from = tracker.get(position.topic, position.partition) ?? position.offset;
-      tracker.advance(position.topic, position.partition, from);
+      let from = tracker.get(position.topic, position.partition) ?? position.offset;
       const log = logsOf(position.topic)[position.partition];
+      if (log && from < log.start()) {
+        // Its records were deleted by retention (the group was not protecting them): go on from the log start, as Kafka's auto.offset.reset=earliest.
+        logger.warn("consumer position is below the log start offset; continuing from the log start", { group: member.options.group, topic: position.topic, partition: position.partition, position: from, log_start_offset: log.start() });
+        from = log.start();
+      }
+      tracker.advance(position.topic, position.partition, from);
       if (!log || from >= log.end()) continue;
       const read = await log.read(from, member.options.maxBatchRecords ?? 1_000);
+      if (read.length === 0) continue;
       const records = read.map(({ offset, record }) => ({ topic: position.topic, partition: position.partition, offset, ...record }));
       await member.options.onBatch({ topic: position.topic, partition: position.partition, records });
       // A seek during the batch wins over moving past it.
-      if (tracker.get(position.topic, position.partition) === from) tracker.advance(position.topic, position.partition, from + records.length);
+      if (tracker.get(position.topic, position.partition) === from) tracker.advance(position.topic, position.partition, (records[records.length - 1]?.offset ?? from) + 1);
       delivered = true;
     }
     return delivered;
@@ -179,7 +250,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
         const dir = join(topicsDir, spec.name);
         await mkdir(dir, { recursive: true });
         const logs: PartitionLog[] = [];
-        for (let p = 0; p < spec.partitions; p++) logs.push(await PartitionLog.open(join(dir, `${p}.log`), logger));
+        for (let p = 0; p < spec.partitions; p++) logs.push(await openPartition(dir, p));
         await writeFile(join(dir, "topic.json"), JSON.stringify({ partitions: spec.partitions }));
         topics.set(spec.name, logs);
       }
@@ -189,7 +260,18 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
       ensureOpen();
       const logs = logsOf(topic);
       if (records.length === 0) return [];
-      const now = Date.now();
+      // Over the cap: make room first; if a lagging group holds the oldest segments, refuse rather than drop them.
+      if (logs.reduce((sum, log) => sum + log.bytes(), 0) > settings.retentionBytes) {
+        await runRetention(topic).catch(() => undefined);
+        const block = assessBlock(topic, logs, retentionContext);
+        if (block) {
+          if (!blockedTopics.has(topic)) logger.warn("refusing produces: topic over its retention cap, held by a consumer group", { topic, group: block.group, partition: block.partition, offset: block.offset });
+          blockedTopics.add(topic);
+          throw new BusUnavailableError(block.reason, { retriable: true });
+        }
+      }
+      if (blockedTopics.delete(topic)) logger.info("accepting produces again", { topic });
+      const now = clock();
       const staged = records.map((r) => {
         const partition = partitionFor(r.key, logs.length);
         const log = logs[partition] as PartitionLog;
@@ -250,7 +332,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
     async lag(group: string, topic: string): Promise<PartitionLag[]> {
       return logsOf(topic).map((log, partition) => {
         const committed = offsets.get(group, topic, partition);
-        return { topic, partition, committed, end: log.end(), lag: log.end() - (committed ?? 0) };
+        return { topic, partition, committed, end: log.end(), lag: log.end() - Math.max(committed ?? 0, log.start()) };
       });
     },
 
@@ -258,10 +340,27 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
       ensureOpen();
     },
 
+    async storage(): Promise<TopicStorage[]> {
+      return [...topics].sort(([a], [b]) => a.localeCompare(b)).map(([topic, logs]) => {
+        const partitions = logs.map((log, partition) => ({ partition, bytes: log.bytes(), segments: log.segmentCount(), startOffset: log.start(), endOffset: log.end() }));
+        return {
+          topic,
+          bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
+          segments: partitions.reduce((sum, p) => sum + p.segments, 0),
+          partitions,
+          retentionBytes: settings.retentionBytes,
+          retentionMs: settings.retentionMs,
+          blocked: assessBlock(topic, logs, retentionContext),
+        };
+      });
+    },
+
     async close() {
       if (closed) return;
       await Promise.all([...consumers].map((c) => c.stop()));
       closed = true;
+      clearInterval(retentionTimer);
+      await Promise.allSettled(retentionRuns.values());
       await flushing;
       await offsets.flush();
       await Promise.all([...topics.values()].flat().map((log) => log.close()));
