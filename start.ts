@@ -11,6 +11,7 @@ import { createLogger } from "./lib/log.ts";
 import { exitOnStartupError, onShutdownSignal } from "./lib/process.ts";
 import { closeServices, openServices } from "./lib/services.ts";
 import { defaultOperators, startChain } from "./workers/jobs.ts";
+import { startMaintenance } from "./workers/maintenance/index.ts";
 import { assertLakeUsable } from "./lib/lake/startup.ts";
 
 /** A modest load from every domain, so a newcomer sees every part of the pipeline fill. */
@@ -40,7 +41,7 @@ try {
   await assertLakeUsable(services.lake);
   // Jobs first: once the gateway answers, the whole process is up and SIGTERM is handled.
   const operators = defaultOperators(services.config);
-  const stopJobs = [await startChain(operators, services)];
+  const stopJobs = [await startChain(operators, services), startMaintenance(services)];
   const gateway = await startGateway(services);
   logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: operators, demo: flags.demo });
   if (flags.demo) startSimulators(gateway.url, gateway.keys);

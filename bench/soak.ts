@@ -233,20 +233,25 @@ async function readyStatus(timeoutMs = 5_000): Promise<number> {
  * not answer) and the topics `devpipe_bus_blocked` reports as refusing produces (null when the server has no
  * such series).
  */
-async function scrapeMetrics(): Promise<{ lag: number | null; series: number; worst?: string; blocked: string[] | null }> {
+async function scrapeMetrics(): Promise<{ lag: number | null; series: number; worst?: string; blocked: string[] | null; dedupeMb: number | null }> {
   try {
     const response = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(15_000) });
     if (!response.ok) {
       await response.body?.cancel();
-      return { lag: null, series: 0, blocked: null };
+      return { lag: null, series: 0, blocked: null, dedupeMb: null };
     }
     const text = await response.text();
     let lag = 0;
     let series = 0;
     let worst: string | undefined;
     let blocked: string[] | null = null;
+    let dedupeBytes: number | null = null;
     for (const line of text.split("\n")) {
       const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (line.startsWith("devpipe_dedupe_bytes{")) {
+        dedupeBytes = (dedupeBytes ?? 0) + value;
+        continue;
+      }
       if (line.startsWith("devpipe_bus_blocked{")) {
         blocked ??= [];
         if (value > 0) blocked.push(/topic="([^"]*)"/.exec(line)?.[1] ?? line);
@@ -259,9 +264,9 @@ async function scrapeMetrics(): Promise<{ lag: number | null; series: number; wo
         worst = line.slice("devpipe_consumer_lag".length, line.lastIndexOf(" "));
       }
     }
-    return { lag, series, worst, blocked };
+    return { lag, series, worst, blocked, dedupeMb: dedupeBytes === null ? null : dedupeBytes / 1e6 };
   } catch {
-    return { lag: null, series: 0, blocked: null };
+    return { lag: null, series: 0, blocked: null, dedupeMb: null };
   }
 }
 
@@ -496,7 +501,7 @@ async function main() {
   let lastAt = performance.now();
   let lastAccepted = 0;
   let lastSimCpu = 0;
-  const samples: { minute: number; rss: number; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
+  const samples: { minute: number; rss: number; dedupe: number | null; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
 
   /** One sample; the first (at 0 s, the baseline of the disk figures) has no CPU figure. */
   const sample = async () => {
@@ -515,11 +520,12 @@ async function main() {
     const [lag, ready] = await Promise.all([scrapeMetrics(), readyStatus()]);
     const accepted = simStates.reduce((s, x) => s + x.accepted, 0);
     const elapsed = (now - runStart) / 1000;
-    samples.push({ minute: elapsed / 60, rss: usage.rssMb, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
+    samples.push({ minute: elapsed / 60, rss: usage.rssMb, dedupe: lag.dedupeMb, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
     print({
       phase: "sample",
       elapsed_s: Math.round(elapsed),
       rss_mb: round(usage.rssMb),
+      dedupe_mb: lag.dedupeMb === null ? null : round(lag.dedupeMb),
       cpu_pct: cpuPct === null ? null : round(cpuPct),
       processes: usage.processes,
       simulators_cpu_pct: simCpuPct === null ? null : round(simCpuPct),
@@ -600,6 +606,10 @@ async function main() {
   print({ phase: "restart", restart_ready_ms: restartReadyMs, counts_after_restart_exact: countsAfterRestart.counts_exact, lake_rows_after_restart: countsAfterRestart.lake_rows, lag_after_restart: lagAfterRestart, restart_shutdown_ms: restartShutdown.shutdown_ms });
 
   // ---- summary
+  const flatness = (values: number[]) => {
+    const mean = values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+    return { min: round(Math.min(...values)), max: round(Math.max(...values)), mean: round(mean), flat_10pct: values.length > 0 && Math.max(...values) <= mean * 1.1 && Math.min(...values) >= mean * 0.9 };
+  };
   const warm = samples.filter((s) => s.minute >= WARMUP_MIN - 1e-9);
   const perPart = Object.fromEntries(
     PARTS.map((part) => {
@@ -626,6 +636,9 @@ async function main() {
     disk: perPart,
     rss_mb_after_warmup: { min: round(rssMin), max: round(rssMax), mean: round(rssMean), mb_per_min: round(slope(warm.map((s) => [s.minute, s.rss])), 3) },
     rss_flat_10pct: rssWarm.length > 0 && rssMax <= rssMean * 1.1 && rssMin >= rssMean * 0.9,
+    // The dedupe state grows by design until its horizons fill (rate × horizon ids): the rest of the memory apart from it.
+    dedupe_mb_after_warmup: { first: warm[0]?.dedupe ?? null, last: warm[warm.length - 1]?.dedupe ?? null, mb_per_min: round(slope(warm.map((s) => [s.minute, s.dedupe ?? 0])), 3) },
+    rss_minus_dedupe_after_warmup: flatness(warm.map((s) => s.rss - (s.dedupe ?? 0))),
     cpu_pct_mean: round(cpuAll.reduce((a, b) => a + b, 0) / Math.max(1, cpuAll.length)),
     max_lag: lags.length > 0 ? Math.max(...lags) : null,
     readyz_not_200: samples.filter((s) => s.ready !== 200).length,

@@ -5,6 +5,7 @@ import { exitOnStartupError, onShutdownSignal } from "../lib/process.ts";
 import { closeServices, openServices } from "../lib/services.ts";
 import { assertLakeUsable } from "../lib/lake/startup.ts";
 import { defaultOperators, jobs, startChain } from "./jobs.ts";
+import { startMaintenance } from "./maintenance/index.ts";
 
 /**
  * `bun run worker all` chains every operator on one consumer of events.raw (less events.enriched when
@@ -24,7 +25,7 @@ try {
   const services = await openServices(loadConfig(), logger);
   await assertLakeUsable(services.lake);
   const selected = names ?? defaultOperators(services.config);
-  const stops = [await startChain(selected, services)];
+  const stops = [await startChain(selected, services), startMaintenance(services)];
   // This process's own figures (flush durations, open windows); consumer lag is on the gateway's /metrics.
   const metricsPort = services.config.metricsPort;
   const metrics = metricsPort === undefined ? undefined : Bun.serve({ port: metricsPort, fetch: async (request) => (new URL(request.url).pathname === "/metrics" ? new Response(await registry.render(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } }) : new Response("not found", { status: 404 })) });

@@ -5,6 +5,7 @@ import type { Config } from "../config.ts";
 import { DbError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { migrate } from "./migrate.ts";
+import { type PgliteMaintenance, type PgliteMaintenanceOptions, startPgliteMaintenance } from "./pglite-maintenance.ts";
 
 export type { Sql, TransactionSql as Tx } from "postgres";
 
@@ -47,27 +48,61 @@ export async function connectPostgres(url: string, logger: Logger, options: { ma
 }
 
 /**
+ * Server settings of the embedded database, on top of PGlite's own start parameters. The WAL stays small:
+ * the maintenance (pglite-maintenance.ts) checkpoints at a quarter of max_wal_size, so at most ~64 MB
+ * is ever replayed after a crash and pg_wal holds min_wal_size to max_wal_size of recycled segments.
+ */
+export const PGLITE_SETTINGS: Readonly<Record<string, string>> = { max_wal_size: "256MB", min_wal_size: "64MB" };
+
+export interface PgliteDb extends Db {
+  readonly kind: "pglite";
+  /** Checkpoints and VACUUM, PGlite having neither a checkpointer nor autovacuum (see pglite-maintenance.ts). */
+  readonly maintenance: PgliteMaintenance;
+}
+
+export interface PgliteOptions {
+  /** Server settings (`-c name=value`), over PGLITE_SETTINGS. */
+  settings?: Record<string, string>;
+  maintenance?: PgliteMaintenanceOptions;
+}
+
+/**
  * PGlite (Postgres compiled to WASM) stored under `dir`, served on a loopback port by pglite-socket,
  * so the rest of the code talks to it with the same `postgres` driver. PGlite runs one session:
- * one connection, so transactions from different callers never interleave.
+ * one connection, so transactions from different callers never interleave. It runs its own
+ * checkpoints and VACUUM (`maintenance`), and `close()` checkpoints, so a start after a clean stop
+ * replays nothing.
  */
-export async function startPglite(dir: string, logger: Logger): Promise<Db> {
+export async function startPglite(dir: string, logger: Logger, options: PgliteOptions = {}): Promise<PgliteDb> {
   await mkdir(dir, { recursive: true });
   // Loaded only in embedded mode: the WASM build is large and a services-mode process never needs it.
   const [{ PGlite }, { PGLiteSocketServer }] = await Promise.all([import("@electric-sql/pglite"), import("@electric-sql/pglite-socket")]);
-  const pglite = await PGlite.create(dir);
+  const settings = Object.entries({ ...PGLITE_SETTINGS, ...options.settings }).flatMap(([name, value]) => ["-c", `${name}=${value}`]);
+  const started = performance.now();
+  const pglite = await PGlite.create(dir, { startParams: [...PGlite.defaultStartParams, ...settings] });
+  const openMs = Math.round(performance.now() - started);
   const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: 1 });
   await server.start();
   const sql = postgres(`postgres://postgres@${server.getServerConn()}/postgres`, { ...clientOptions(logger), max: 1 });
-  logger.info("embedded database started", { dir, address: server.getServerConn() });
+  const maintenance = startPgliteMaintenance(sql, logger, options.maintenance);
+  logger.info("embedded database started", { dir, address: server.getServerConn(), open_ms: openMs });
+  let closing: Promise<void> | undefined;
   return {
     kind: "pglite",
     sql,
+    maintenance,
     ping: () => ping(sql),
-    async close() {
-      await sql.end({ timeout: 5 });
-      await server.stop();
-      await pglite.close();
+    close() {
+      closing ??= (async () => {
+        await maintenance.stop();
+        // PGlite's own close writes a shutdown checkpoint too; this one first keeps that one short and
+        // leaves nothing to replay should the close be cut short.
+        await sql`checkpoint`.catch((error: unknown) => logger.warn("checkpoint before closing the embedded database failed", { error }));
+        await sql.end({ timeout: 5 });
+        await server.stop();
+        await pglite.close();
+      })();
+      return closing;
     },
   };
 }
