@@ -34,10 +34,32 @@ export async function startGateway(services: Services) {
  * The app behind Bun.serve. Bun builds a request's URL from its Host header; an HTTP/1.0 request without
  * one (or with one that is not a host) leaves a URL nobody can parse, on which the app would fail. That
  * is the client's mistake: 400 before the app sees it.
+ *
+ * An answer whose connection closed before it was ready reaches nobody, and is logged as such
+ * ("response not delivered", with its status: a 202 there is an ingest the client never heard of).
+ * Clients that hang up cause it, and so does Bun.serve itself: it closes the connection, without a byte,
+ * when a pipelined request arrives while an asynchronous answer is pending (oven-sh/bun#38128; see
+ * README, "Sending events", and bench/repro/pipelining.ts).
  */
 export function gatewayFetch(app: App, logger: Logger): (request: Request, server: Bun.Server<undefined>) => Response | Promise<Response> {
+  const undelivered = (request: Request, response: Response) => {
+    if (!request.signal.aborted) return response;
+    const { pathname } = new URL(request.url);
+    logger.info("response not delivered: the connection closed first", {
+      request_id: response.headers.get("x-request-id") ?? undefined,
+      method: request.method,
+      path: pathname,
+      status: response.status,
+      hint: "the client hung up, or pipelined another request behind this one (Bun.serve closes the connection then)",
+    });
+    return response;
+  };
   return (request, server) => {
-    if (URL.canParse(request.url)) return app.fetch(request, server);
+    if (URL.canParse(request.url)) {
+      const answer = app.fetch(request, server);
+      // A synchronous answer is written before Bun reads on: only a pending one can lose its connection.
+      return answer instanceof Promise ? answer.then((response) => undelivered(request, response)) : answer;
+    }
     const requestId = Bun.randomUUIDv7();
     logger.info("request refused: no usable Host header", { request_id: requestId, method: request.method, target: request.url.slice(0, 256), status: 400 });
     return problemOutsideApp(400, "The request needs a valid Host header (HTTP/1.0 requests too).", requestId);
