@@ -29,6 +29,7 @@ const OptionsSchema = z.object({
   "invalid-fraction": fraction.default(0),
   "dims-dir": z.string().default("./data/dims"),
   quiet: z.boolean().default(false),
+  gzip: z.boolean().default(false),
 });
 type Options = z.infer<typeof OptionsSchema>;
 
@@ -50,6 +51,7 @@ options:
   --duplicates F         share of events re-sent with the same event_id
   --invalid-fraction F   share of events with a field outside the contract
   --dims-dir DIR         where dimensions go when the gateway has no /v1/dims yet, default ./data/dims
+  --gzip                 compress each request body with gzip (Content-Encoding: gzip)
   --quiet                no live progress line`;
 
 const STRING_OPTIONS = ["devices", "rate", "duration", "seed", "url", "key", "batch", "concurrency", "start-time", "late-fraction", "out-of-order", "duplicates", "invalid-fraction", "dims-dir"] as const;
@@ -61,6 +63,7 @@ function parseOptions(argv: string[]): Options {
     options: {
       ...Object.fromEntries(STRING_OPTIONS.map((name) => [name, { type: "string" as const }])),
       quiet: { type: "boolean" },
+      gzip: { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -118,7 +121,7 @@ export async function simulate(argv: string[]): Promise<void> {
     faults: { lateFraction: options["late-fraction"], outOfOrder: options["out-of-order"], duplicates: options.duplicates, invalidFraction: options["invalid-fraction"] },
   });
   const stats = createStats();
-  const send = createSender({ url: options.url, key }, stats);
+  const send = createSender({ url: options.url, key, gzip: options.gzip }, stats);
   await loadDims(stream.dims, options, key);
 
   const batchSize = options.batch ?? Math.min(1_000, Math.max(1, Math.ceil(options.rate / 20)));

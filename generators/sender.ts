@@ -6,16 +6,20 @@ export interface SenderOptions {
   key: string;
   /** Attempts for a batch answered 503 or not answered at all, honouring Retry-After. */
   maxAttempts?: number;
+  /** Compress each request body with gzip and send `Content-Encoding: gzip`. */
+  gzip?: boolean;
 }
 
-/** POSTs batches to the gateway like a device fleet: keep-alive connections, retries on 503. */
+/** POSTs batches to the gateway like a device fleet: keep-alive connections, retries on 503, gzip bodies on request. */
 export function createSender(options: SenderOptions, stats: Stats) {
   const endpoint = `${options.url.replace(/\/$/, "")}/v1/events`;
-  const headers = { "content-type": "application/json", authorization: `Bearer ${options.key}` };
+  const headers: Record<string, string> = { "content-type": "application/json", authorization: `Bearer ${options.key}` };
+  if (options.gzip) headers["content-encoding"] = "gzip";
   const maxAttempts = options.maxAttempts ?? 3;
 
   return async function send(batch: GeneratedEvent[]): Promise<void> {
-    const body = JSON.stringify(batch);
+    const json = JSON.stringify(batch);
+    const body = options.gzip ? Bun.gzipSync(json) : json;
     for (let attempt = 1; ; attempt++) {
       const started = performance.now();
       let response: Response | undefined;

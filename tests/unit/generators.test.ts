@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { domains } from "../../generators/domains/index.ts";
+import { createSender } from "../../generators/sender.ts";
+import { createStats } from "../../generators/stats.ts";
 import { createEventStream, noFaults } from "../../generators/stream.ts";
 import { defaultEventTimePolicy, eventTypes, validateRecord } from "../../lib/events/index.ts";
 
@@ -48,4 +50,46 @@ test("the vehicle simulator's dims cover models, the Black/White/Silver colours,
   for (const event of take(300)) expect(carIds.has(event.car_id as number)).toBe(true);
   const modelIds = new Set(dims.car_models?.map((m) => m.model_id));
   for (const car of dims.cars ?? []) expect(modelIds.has(car.model_id as number)).toBe(true);
+});
+
+describe("the sender's --gzip option", () => {
+  /** A stand-in gateway that records what it receives and answers like the real one. */
+  async function capture(gzip: boolean | undefined) {
+    const seen: { encoding: string | null; type: string | null; bytes: Uint8Array<ArrayBuffer> }[] = [];
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(request) {
+        seen.push({ encoding: request.headers.get("content-encoding"), type: request.headers.get("content-type"), bytes: new Uint8Array(await request.arrayBuffer()) });
+        return Response.json({ accepted: 2, rejected: 0, event_ids: [], errors: [] }, { status: 202 });
+      },
+    });
+    try {
+      const iot = domains.get("iot");
+      if (!iot) throw new Error("iot");
+      const stats = createStats();
+      const batch = createEventStream({ domain: iot, devices: 2, seed: 1, rate: 10, startTime: START, faults: noFaults }).take(2);
+      await createSender({ url: `http://127.0.0.1:${server.port}`, key: "k", gzip }, stats)(batch);
+      return { seen, batch, stats };
+    } finally {
+      await server.stop(true);
+    }
+  }
+
+  test("with gzip, each body is gzip-compressed JSON sent with Content-Encoding: gzip", async () => {
+    const { seen, batch, stats } = await capture(true);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.encoding).toBe("gzip");
+    expect(seen[0]?.type).toBe("application/json");
+    const bytes = seen[0]?.bytes ?? new Uint8Array(0);
+    expect([bytes[0], bytes[1]]).toEqual([0x1f, 0x8b]);
+    expect(JSON.parse(new TextDecoder().decode(Bun.gunzipSync(bytes)))).toEqual(JSON.parse(JSON.stringify(batch)));
+    expect(stats.totals.accepted).toBe(2);
+  });
+
+  test("without it, the body is plain JSON and no Content-Encoding is sent", async () => {
+    const { seen, batch } = await capture(undefined);
+    expect(seen[0]?.encoding).toBeNull();
+    expect(JSON.parse(new TextDecoder().decode(seen[0]?.bytes))).toEqual(JSON.parse(JSON.stringify(batch)));
+  });
 });
