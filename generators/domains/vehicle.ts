@@ -17,16 +17,21 @@ export const vehicle: Domain = {
     const carModels = BRANDS.flatMap(([brand, models]) => models.map((model) => ({ car_brand: brand, car_model: model }))).map((m, i) => ({ model_id: i + 1, ...m }));
     const carColors = COLOURS.map((color_name, i) => ({ color_id: i + 1, color_name }));
     const cars = Array.from({ length: devices }, (_, i) => ({ car_id: i + 1, driver_id: 1000 + random.int(1, devices * 3), model_id: random.pick(carModels).model_id, color_id: random.pick(carColors).color_id }));
-    const speeds = cars.map(() => random.float(20, 90, 1));
+    // Each car keeps to a cruising speed of its own, some close enough to 120 km/h to pass it now and then.
+    const cruise = cars.map(() => random.float(40, 108, 1));
+    const speeds = [...cruise];
     return {
       dims: { car_models: carModels, car_colors: carColors, cars },
       next(device, now) {
         const index = device % cars.length;
-        // A random walk that sometimes speeds past 120 km/h; the gear usually fits the speed, sometimes not.
-        const speed = Math.min(300, Math.max(0, (speeds[index] ?? 50) + random.float(-8, 9, 1)));
+        // A random walk pulled back to the car's cruising speed (one that drifted instead took every car past
+        // 120 km/h within minutes, and a long run then raised an alert for nearly every reading); the gear
+        // usually fits the speed, now and then not.
+        const previous = speeds[index] ?? 50;
+        const speed = Math.min(300, Math.max(0, previous + random.float(-8, 8, 1) + 0.15 * ((cruise[index] ?? 60) - previous)));
         speeds[index] = speed;
         const fitting = Math.min(7, Math.max(1, Math.round(speed / 30)));
-        const gear = random.chance(0.1) ? random.int(1, 7) : fitting;
+        const gear = random.chance(0.01) ? random.int(1, 7) : fitting;
         const rpm = Math.min(10_000, Math.round(900 + (speed / gear) * 95 + random.int(-200, 200)));
         return { type: "vehicle.telemetry", car_id: cars[index]?.car_id ?? 1, speed: Math.round(speed * 10) / 10, rpm, gear, event_time: now };
       },
