@@ -73,13 +73,15 @@ export const envSchema = z.object({
   /** Prefixes every topic and consumer group: several pipelines (or test runs) can share one Kafka. */
   TOPIC_PREFIX: optional(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "1–100 of [A-Za-z0-9._-]")).default(""),
   LOG_LEVEL: optional(z.enum(["debug", "info", "warn", "error"])).default("info"),
+  /** `1`: one log line per HTTP request. Off by default: requests answered 5xx and failures are logged either way. */
+  ACCESS_LOG: optional(z.enum(["0", "1"])).default("0"),
   /** Ingest limits and batching. */
   MAX_BODY_BYTES: optional(integer(1_024, 256 * 1024 * 1024)).default(5 * 1024 * 1024),
   MAX_RECORDS_PER_REQUEST: optional(integer(1, 1_000_000)).default(10_000),
   EVENT_MAX_FUTURE_S: optional(integer(0, 365 * 86_400)).default(3_600),
   EVENT_MAX_AGE_DAYS: optional(integer(1, 36_500)).default(365),
   PRODUCE_TIMEOUT_MS: optional(integer(100, 120_000)).default(5_000),
-  INGEST_LINGER_MS: optional(integer(0, 1_000)).default(2),
+  INGEST_LINGER_MS: optional(integer(0, 1_000)).default(0),
   INGEST_MAX_BATCH_RECORDS: optional(integer(1, 100_000)).default(5_000),
   /** A partition without records for this long stops holding the windows' watermark back. */
   WATERMARK_IDLE_TIMEOUT_MS: optional(integer(100, 3_600_000)).default(30_000),
@@ -165,6 +167,7 @@ export interface Config {
   busPartitions: number;
   topicPrefix: string;
   logLevel: Env["LOG_LEVEL"];
+  accessLog: boolean;
   watermarkIdleTimeoutMs: number;
   dedupeHorizonMs: number;
   enrichedTopic: boolean;
@@ -219,6 +222,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     busPartitions: e.BUS_PARTITIONS,
     topicPrefix: e.TOPIC_PREFIX,
     logLevel: e.LOG_LEVEL,
+    accessLog: e.ACCESS_LOG === "1",
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
     dedupeHorizonMs: e.DEDUPE_HORIZON_S * 1000,
     enrichedTopic: e.ENRICHED_TOPIC === "on",

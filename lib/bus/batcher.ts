@@ -3,12 +3,14 @@ import { BusUnavailableError } from "../errors.ts";
 import type { Bus, OutgoingRecord, ProducedRecord } from "./types.ts";
 
 export interface BatcherOptions {
-  /** How long the first record of a batch waits for others to join it. */
+  /** How long the first record of a batch waits for others to join it (0: only those of the same tick). */
   lingerMs: number;
   /** A batch is sent at once when it holds this many records. */
   maxBatchRecords: number;
   /** Bytes waiting or in flight at most; past it `send` fails at once with BusUnavailableError. */
   maxPendingBytes: number;
+  /** Batches awaiting the bus at once; while that many are out, records gather for the next one. Default 2. */
+  maxInFlight?: number;
 }
 
 interface Waiting {
@@ -21,41 +23,71 @@ interface Waiting {
  * Coalesces the records of concurrent callers (requests) into bus batches. Each caller's promise
  * resolves with its own records' positions once the whole batch is durable, or rejects: a caller
  * never hears "durable" for a record the bus did not confirm. Memory is bounded by `maxPendingBytes`.
+ *
+ * Batches form by themselves under load: a batch goes out after the linger (or at the end of the tick)
+ * unless `maxInFlight` batches are already out, in which case what arrives meanwhile goes out together
+ * as soon as one of them is confirmed. An idle gateway sends a lone request at once; a busy one sends
+ * few, large batches.
  */
 export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) {
+  const maxInFlight = options.maxInFlight ?? 2;
   let queue: Waiting[] = [];
   let queuedRecords = 0;
   let pendingBytes = 0;
+  let inFlight = 0;
+  let scheduled = false;
   let timer: Timer | undefined;
+  const observeOk = produceSeconds.series({ topic, outcome: "ok" });
+  const observeFailed = produceSeconds.series({ topic, outcome: "failed" });
 
   const flush = () => {
     clearTimeout(timer);
     timer = undefined;
+    scheduled = false;
     if (queue.length === 0) return;
     const batch = queue;
     queue = [];
     queuedRecords = 0;
+    inFlight++;
     const started = performance.now();
-    bus.produce(topic, batch.flatMap((w) => w.records)).then(
+    const records: OutgoingRecord[] = [];
+    for (const waiting of batch) for (const record of waiting.records) records.push(record);
+    bus.produce(topic, records).then(
       (produced) => {
-        produceSeconds.observe({ topic, outcome: "ok" }, (performance.now() - started) / 1000);
+        observeOk((performance.now() - started) / 1000);
         let at = 0;
         for (const waiting of batch) {
           waiting.resolve(produced.slice(at, at + waiting.records.length));
           at += waiting.records.length;
         }
+        settled();
       },
       (error: unknown) => {
-        produceSeconds.observe({ topic, outcome: "failed" }, (performance.now() - started) / 1000);
+        observeFailed((performance.now() - started) / 1000);
         for (const waiting of batch) waiting.reject(error);
+        settled();
       },
     );
+  };
+
+  /** A batch came back: what gathered meanwhile goes now. */
+  const settled = () => {
+    inFlight--;
+    if (queue.length > 0 && !scheduled) schedule();
+  };
+
+  const schedule = () => {
+    if (inFlight >= maxInFlight) return; // `settled` sends it
+    scheduled = true;
+    if (options.lingerMs > 0) timer = setTimeout(flush, options.lingerMs);
+    else queueMicrotask(flush);
   };
 
   return {
     send(records: OutgoingRecord[]): Promise<ProducedRecord[]> {
       if (records.length === 0) return Promise.resolve([]);
-      const bytes = records.reduce((sum, r) => sum + r.value.byteLength + r.key.length, 0);
+      let bytes = 0;
+      for (const r of records) bytes += r.value.byteLength + r.key.length;
       if (pendingBytes + bytes > options.maxPendingBytes) {
         return Promise.reject(new BusUnavailableError(`ingest buffer full: ${pendingBytes} bytes await the bus`));
       }
@@ -66,7 +98,7 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
         queue.push({ records, resolve, reject });
         queuedRecords += records.length;
         if (queuedRecords >= options.maxBatchRecords) flush();
-        else timer ??= setTimeout(flush, options.lingerMs);
+        else if (!scheduled) schedule();
       });
       return done.finally(() => {
         pendingBytes -= bytes;

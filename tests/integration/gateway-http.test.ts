@@ -22,7 +22,7 @@ let server: ReturnType<typeof Bun.serve>;
 beforeAll(async () => {
   process.env.LOG_LEVEL = "info";
   const logger = createLogger({ test: "gateway-http" }, (line) => void logs.push(JSON.parse(line) as Record<string, unknown>));
-  services = await openServices(loadConfig({ DATA_DIR: dir.path }), logger);
+  services = await openServices(loadConfig({ DATA_DIR: dir.path, ACCESS_LOG: "1" }), logger);
   const app = createApp(services, { apiKeys: [{ key: "admin-key", scopes: ["ingest", "query", "admin"] }] });
   server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: gatewayFetch(app, services.logger) });
 });
@@ -96,6 +96,21 @@ describe("requests without a usable URL", () => {
   test("no request ever logged a 500 or an unhandled error", () => {
     expect(logs.filter((l) => l.level === "error" || l.status === 500)).toEqual([]);
     expect(logs.some((l) => l.msg === "request refused: no usable Host header" && l.status === 400)).toBe(true);
+  });
+});
+
+describe("access log", () => {
+  test("ACCESS_LOG=1 logs one line per request; by default none, and the request id is still echoed", async () => {
+    const quiet = createApp({ ...services, config: { ...services.config, accessLog: false } }, { apiKeys: [{ key: "admin-key", scopes: ["ingest", "query", "admin"] }] });
+    const before = logs.length;
+    const response = await quiet.request("/healthz", { headers: { "x-request-id": "quiet-1" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("x-request-id")).toBe("quiet-1");
+    const loud = await fetch(`http://127.0.0.1:${server.port}/healthz`, { headers: { "x-request-id": "loud-1" } });
+    expect(loud.status).toBe(200);
+    const line = await waitFor(() => logs.slice(before).find((l) => l.msg === "request" && l.request_id === "loud-1"), { what: "the access log line" });
+    expect(line).toMatchObject({ level: "info", method: "GET", path: "/healthz", status: 200 });
+    expect(logs.slice(before).filter((l) => l.request_id === "quiet-1")).toEqual([]);
   });
 });
 
