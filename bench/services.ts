@@ -40,3 +40,14 @@ export async function drained(sql: Sql, job: string, topic: string, total: numbe
     await Bun.sleep(20);
   }
 }
+
+/**
+ * The libs dir of the Kafka broker `scripts/services.sh up` runs (its jars, kafka-tools among them: Kafka's own
+ * ProducerPerformance for bench/ingest.ts), with its version. Undefined when that broker was not started by the script.
+ */
+export function kafkaInstall(): { version: string; libs: string } | undefined {
+  const dir = join(process.env.DEVPIPE_SERVICES_DIR ?? "/tmp/devpipe-services", "kafka");
+  if (!existsSync(join(dir, "libs")) || !existsSync(join(dir, "version"))) return undefined;
+  const libs = readFileSync(join(dir, "libs"), "utf8").trim();
+  return existsSync(libs) ? { version: readFileSync(join(dir, "version"), "utf8").trim(), libs } : undefined;
+}

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Real services on loopback for tests and local runs: Apache Kafka (KRaft), PostgreSQL, an S3 server.
+# Real services on loopback for tests and local runs: Apache Kafka 4.2 (KRaft), PostgreSQL, an S3 server;
+# on request also Kafka 3.9 (the previous line, for the bus contract suite).
 #
-#   scripts/services.sh up       start whatever is not running yet (idempotent)
+#   scripts/services.sh up       start whatever is not running yet (idempotent); a broker of another Kafka
+#                                version than the one pinned here is replaced (its data dir is kept per version)
+#   scripts/services.sh up --with-kafka39   also the Kafka 3.9 broker on 127.0.0.1:19094 (KAFKA_BROKERS_39)
 #   scripts/services.sh status   one line per service
 #   scripts/services.sh down     stop them (add --purge to delete their data too)
 #   scripts/services.sh env      print the connection settings (also written to $STATE_DIR/services.env)
 #   scripts/services.sh kafka-stop | kafka-start   stop or start the broker alone (failure tests)
+#   scripts/services.sh kafka39-stop | kafka39-start   the same for the 3.9 broker
 #
 # Downloads and builds are cached outside the repo (~/.m2, ~/go, $CACHE_DIR), so only the first run is slow.
 set -euo pipefail
@@ -14,9 +18,13 @@ STATE_DIR=${DEVPIPE_SERVICES_DIR:-${TMPDIR:-/tmp}/devpipe-services}
 CACHE_DIR=${DEVPIPE_CACHE_DIR:-$HOME/.cache/devpipe}
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-KAFKA_VERSION=3.9.1
+KAFKA_VERSION=4.2.0
 KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
+# The previous line, kept under test (bus contract suite) on ports of its own.
+KAFKA39_VERSION=3.9.1
+KAFKA39_PORT=19094
+KAFKA39_CONTROLLER_PORT=19095
 PG_PORT=15432
 PG_DB=devpipe
 S3_PORT=19000
@@ -45,13 +53,38 @@ wait_until() {
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# ---------------------------------------------------------------- Kafka (KRaft, one combined node)
+# ---------------------------------------------------------------- Kafka (KRaft, one combined node each)
+# Two brokers: "kafka", the current line (the one KAFKA_BROKERS names), and "kafka39", the 3.9 line on ports
+# of its own, started only on request (`up --with-kafka39`, as scripts/test.sh does) so that the bus contract
+# suite also runs against the older line (KAFKA_BROKERS_39). Each keeps its pid, logs and config under
+# $STATE_DIR/<name>/ and its data under $STATE_DIR/<name>/data-<version>: a version change starts on a fresh
+# data dir (a data dir of another line is not read as is), the old one stays until `down --purge`.
+kafka_settings() {
+  case "$1" in
+    kafka) KVERSION=$KAFKA_VERSION KPORT=$KAFKA_PORT KCONTROLLER_PORT=$KAFKA_CONTROLLER_PORT KHEAP=768m ;;
+    kafka39) KVERSION=$KAFKA39_VERSION KPORT=$KAFKA39_PORT KCONTROLLER_PORT=$KAFKA39_CONTROLLER_PORT KHEAP=512m ;;
+    *) die "unknown broker $1" ;;
+  esac
+}
+
+# The 4.x line logs through log4j 2, the 3.x line through log4j 1 (reload4j).
+kafka_major() { printf '%s' "${1%%.*}"; }
+
 kafka_libs() {
-  local libs="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
-  if [ ! -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+  local version=$1 libs="$CACHE_DIR/kafka-$1/libs" logging=log4j2
+  [ "$(kafka_major "$version")" -ge 4 ] || logging=reload4j
+  if [ ! -f "$libs/kafka_2.13-$version.jar" ] || [ ! -f "$libs/kafka-tools-$version.jar" ]; then
+    # Both brokers may fetch at once (`up --with-kafka39`): one Maven at a time in ~/.m2.
+    mkdir -p "$CACHE_DIR"
+    local lock_fd
+    exec {lock_fd}>"$CACHE_DIR/kafka-fetch.lock"
+    flock "$lock_fd"
+  fi
+  if [ ! -f "$libs/kafka_2.13-$version.jar" ] || [ ! -f "$libs/kafka-tools-$version.jar" ]; then
     need mvn "install Maven (apt-get install maven) to fetch the Kafka broker from Maven Central"
-    log "fetching Kafka $KAFKA_VERSION and its dependencies from Maven Central"
-    mvn -q -B -f "$REPO_DIR/scripts/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    log "fetching Kafka $version and its dependencies from Maven Central"
+    rm -rf "$libs.partial"
+    mvn -q -B -f "$REPO_DIR/scripts/kafka/pom.xml" -Dkafka.version="$version" -Dkafka.logging="$logging" \
       dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2
     rm -rf "$libs" && mv "$libs.partial" "$libs"
   fi
@@ -59,22 +92,44 @@ kafka_libs() {
 }
 
 kafka_up() {
-  local dir="$STATE_DIR/kafka"
-  if pid_alive "$dir/pid" && port_open "$KAFKA_PORT"; then log "kafka already running"; return; fi
-  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; stop it or run 'scripts/services.sh down'"
+  local name=$1 KVERSION KPORT KCONTROLLER_PORT KHEAP
+  kafka_settings "$name"
+  local dir="$STATE_DIR/$name"
+  local data="$dir/data-$KVERSION"
+  if pid_alive "$dir/pid" && port_open "$KPORT"; then
+    if [ "$(cat "$dir/version" 2>/dev/null)" = "$KVERSION" ]; then log "$name $KVERSION already running"; return; fi
+    log "$name $(cat "$dir/version" 2>/dev/null || echo '(unknown version)') is running; replacing it with $KVERSION"
+    kafka_down "$name"
+  fi
+  port_open "$KPORT" && die "port $KPORT is taken by another process; stop it or run 'scripts/services.sh down'"
   need java "install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)"
-  local libs; libs=$(kafka_libs)
-  mkdir -p "$dir/data"
+  local libs; libs=$(kafka_libs "$KVERSION")
+  mkdir -p "$data"
+  local quorum format_flags=() extra=""
+  if [ "$(kafka_major "$KVERSION")" -ge 4 ]; then
+    # 4.x: a dynamic controller quorum (KIP-853), as the broker's own config/server.properties has it: the
+    # controllers are found through controller.quorum.bootstrap.servers and the first one is formatted with
+    # --standalone (it becomes the single voter). controller.quorum.voters (static) still works but is no longer
+    # the default.
+    quorum="controller.quorum.bootstrap.servers=127.0.0.1:$KCONTROLLER_PORT"
+    format_flags=(--standalone)
+    # Share groups (queues) are available in 4.2 (share.version 1 at format); their state topic would default to 3
+    # replicas, more than one node has.
+    extra="share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1"
+  else
+    quorum="controller.quorum.voters=1@127.0.0.1:$KCONTROLLER_PORT"
+  fi
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+$quorum
+listeners=PLAINTEXT://127.0.0.1:$KPORT,CONTROLLER://127.0.0.1:$KCONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KPORT,CONTROLLER://127.0.0.1:$KCONTROLLER_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$dir/data
+log.dirs=$data
 num.partitions=4
 num.network.threads=2
 num.io.threads=4
@@ -85,8 +140,28 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=24
+$extra
 EOF
-  cat >"$dir/log4j.properties" <<'EOF'
+  local java_opts=("-Xms256m" "-Xmx$KHEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true)
+  if [ "$(kafka_major "$KVERSION")" -ge 4 ]; then
+    rm -f "$dir/log4j.properties"
+    cat >"$dir/log4j2.properties" <<'EOF'
+status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = INFO
+EOF
+    java_opts+=("-Dlog4j2.configurationFile=$dir/log4j2.properties")
+  else
+    rm -f "$dir/log4j2.properties"
+    cat >"$dir/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
 log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
@@ -94,26 +169,28 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka=INFO
 log4j.logger.org.apache.kafka=INFO
 EOF
-  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
-    "-Dlog4j.configuration=file:$dir/log4j.properties")
-  if [ ! -f "$dir/data/meta.properties" ]; then
+    java_opts+=("-Dlog4j.configuration=file:$dir/log4j.properties")
+  fi
+  if [ ! -f "$data/meta.properties" ]; then
     local cluster_id
-    cluster_id=$(java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)
-    java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka storage format failed"; }
+    cluster_id=$(java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster_id" "${format_flags[@]}" \
+      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "$name storage format failed"; }
   fi
   : >"$dir/kafka.log"
   nohup java "${java_opts[@]}" -cp "$libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 &
   echo $! >"$dir/pid"
-  wait_until 90 "kafka" grep -q "Kafka Server started" "$dir/kafka.log" \
-    || { tail -n 30 "$dir/kafka.log" >&2; die "kafka did not start within 90 s (log: $dir/kafka.log)"; }
+  printf '%s' "$KVERSION" >"$dir/version"
+  printf '%s' "$libs" >"$dir/libs"
+  wait_until 90 "$name $KVERSION" grep -q "Kafka Server started" "$dir/kafka.log" \
+    || { tail -n 30 "$dir/kafka.log" >&2; die "$name did not start within 90 s (log: $dir/kafka.log)"; }
 }
 
 kafka_down() {
-  local dir="$STATE_DIR/kafka"
+  local dir="$STATE_DIR/$1"
   if pid_alive "$dir/pid"; then
     kill "$(cat "$dir/pid")"
-    wait_until 30 "kafka stopped" bash -c "! kill -0 $(cat "$dir/pid") 2>/dev/null" || kill -9 "$(cat "$dir/pid")" 2>/dev/null || true
+    wait_until 30 "$1 stopped" bash -c "! kill -0 $(cat "$dir/pid") 2>/dev/null" || kill -9 "$(cat "$dir/pid")" 2>/dev/null || true
   fi
   rm -f "$dir/pid"
 }
@@ -238,12 +315,17 @@ AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 AWS_REGION=us-east-1
 LAKE_URL=s3://$S3_BUCKET/lake
 EOF
+  # The 3.9 broker, when running: the bus contract suite runs its Kafka cases against it too.
+  if pid_alive "$STATE_DIR/kafka39/pid" && port_open "$KAFKA39_PORT"; then
+    printf 'KAFKA_BROKERS_39=127.0.0.1:%s\n' "$KAFKA39_PORT" >>"$STATE_DIR/services.env"
+  fi
 }
 
 status() {
   local bin
   bin=$(pg_bin)
-  printf 'kafka     %s\n' "$(pid_alive "$STATE_DIR/kafka/pid" && port_open "$KAFKA_PORT" && echo "up 127.0.0.1:$KAFKA_PORT" || echo down)"
+  printf 'kafka     %s\n' "$(pid_alive "$STATE_DIR/kafka/pid" && port_open "$KAFKA_PORT" && echo "up 127.0.0.1:$KAFKA_PORT ($(cat "$STATE_DIR/kafka/version"))" || echo down)"
+  printf 'kafka39   %s\n' "$(pid_alive "$STATE_DIR/kafka39/pid" && port_open "$KAFKA39_PORT" && echo "up 127.0.0.1:$KAFKA39_PORT ($(cat "$STATE_DIR/kafka39/version"))" || echo "down (started by 'up --with-kafka39')")"
   printf 'postgres  %s\n' "$(as_pg "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && echo "up 127.0.0.1:$PG_PORT" || echo down)"
   printf 's3        %s\n' "$(pid_alive "$STATE_DIR/s3/pid" && port_open "$S3_PORT" && echo "up 127.0.0.1:$S3_PORT ($(cat "$STATE_DIR/s3/server"))" || echo down)"
   printf 'env file  %s\n' "$STATE_DIR/services.env"
@@ -253,22 +335,28 @@ mkdir -p "$STATE_DIR"
 chmod 755 "$STATE_DIR"
 case "${1:-}" in
   up)
-    # Postgres and S3 start while Kafka's JVM boots.
-    kafka_up & kafka_job=$!
+    # Postgres and S3 start while Kafka's JVM boots (and the 3.9 broker's, with --with-kafka39).
+    kafka_up kafka & kafka_job=$!
+    kafka39_job=""
+    if [ "${2:-}" = "--with-kafka39" ]; then kafka_up kafka39 & kafka39_job=$!; fi
     pg_up
     s3_up
     wait "$kafka_job" || die "kafka failed to start"
+    if [ -n "$kafka39_job" ]; then wait "$kafka39_job" || die "kafka39 (Kafka $KAFKA39_VERSION) failed to start"; fi
     write_env
     log "connection settings in $STATE_DIR/services.env"
     ;;
   down)
-    kafka_down; pg_down; s3_down
+    kafka_down kafka; kafka_down kafka39; pg_down; s3_down
     if [ "${2:-}" = "--purge" ]; then rm -rf "$STATE_DIR"; log "removed $STATE_DIR"; fi
     ;;
   status) status ;;
   # For failure tests: take the broker away and bring it back (its data stays).
-  kafka-stop) kafka_down ;;
-  kafka-start) kafka_up ;;
+  kafka-stop) kafka_down kafka ;;
+  kafka-start) kafka_up kafka ;;
+  # The 3.9 broker alone (the env file gains or loses KAFKA_BROKERS_39).
+  kafka39-start) kafka_up kafka39; write_env ;;
+  kafka39-stop) kafka_down kafka39; write_env ;;
   env) write_env; cat "$STATE_DIR/services.env" ;;
-  *) echo "usage: $0 up|down [--purge]|status|env|kafka-stop|kafka-start" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--with-kafka39]|down [--purge]|status|env|kafka-stop|kafka-start|kafka39-start|kafka39-stop" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `bun run test`: unit, integration and end-to-end suites. Integration and e2e run against real Kafka,
 # Postgres and S3: the ones given by KAFKA_BROKERS, DATABASE_URL and S3_ENDPOINT (e.g. docker compose),
-# else the ones scripts/services.sh starts on loopback. A service that cannot start fails the run.
+# else the ones scripts/services.sh starts on loopback (with them a Kafka 3.9 broker, KAFKA_BROKERS_39, that the
+# bus contract suite also runs against). A service that cannot start fails the run.
 # The dashboard test needs Debian's Chromium; scripts/chromium.sh installs it when missing. The fuzz test
 # needs schemathesis; scripts/python-venv.sh installs it (pinned) into a cached virtualenv.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 services_dir=${DEVPIPE_SERVICES_DIR:-${TMPDIR:-/tmp}/devpipe-services}
 started_services=0
 if [ -z "${KAFKA_BROKERS:-}" ] || [ -z "${DATABASE_URL:-}" ] || [ -z "${S3_ENDPOINT:-}" ]; then
-  bash scripts/services.sh up
+  bash scripts/services.sh up --with-kafka39
   set -a
   # shellcheck disable=SC1091
   . "$services_dir/services.env"

@@ -9,7 +9,3 @@ create index if not exists alerts_created_at on alerts (created_at);
 -- straddle the cutoff.
 create index if not exists aggregates_final_start on aggregates (window_start) where final;
 -- pipeline_runs goes by started_at: pipeline_runs_started (006) serves it.
--- Window rows are rewritten at every windows checkpoint: room on each page lets those updates stay HOT (no new
--- index entries, dead versions pruned on the page as it is read), so the table and its indexes stay compact
--- between VACUUMs (PGlite has no autovacuum).
-alter table aggregates set (fillfactor = 70);

@@ -28,9 +28,28 @@ const embedded = (): Implementation => {
   return { name: "embedded", open: () => createEmbeddedBus({ dir: dir.path, logger }), cleanup: dir.remove };
 };
 
-const kafka = (): Implementation => ({
-  name: "kafka",
-  open: async () => createKafkaBus({ brokers: services().kafkaBrokers, logger }),
+/**
+ * The Kafka lines under test: the current one (KAFKA_BROKERS; 4.2 with scripts/services.sh) always, and 3.9
+ * when a broker of that line is given (KAFKA_BROKERS_39: `scripts/services.sh up --with-kafka39`, which
+ * `bun run test` does), so that kafkajs keeps working against both.
+ */
+const kafkaLines: { label: string; brokers: () => string[] }[] = [
+  { label: "kafka 4.2", brokers: () => services().kafkaBrokers },
+  ...(kafka39Brokers() ? [{ label: "kafka 3.9", brokers: () => kafka39Brokers() ?? [] }] : []),
+];
+
+/** Undefined without a 3.9 broker, or without services at all (then the kafka 4.2 cases fail, as they should). */
+function kafka39Brokers(): string[] | undefined {
+  try {
+    return services().kafkaBrokers39;
+  } catch {
+    return undefined;
+  }
+}
+
+const kafka = (line: (typeof kafkaLines)[number]) => (): Implementation => ({
+  name: line.label,
+  open: async () => createKafkaBus({ brokers: line.brokers(), logger }),
   cleanup: () => undefined,
 });
 
@@ -47,7 +66,7 @@ async function collect(bus: Bus, options: { group: string; topics: string[]; onA
 
 const sequenceOf = (r: DeliveredRecord) => Number(r.headers.seq);
 
-for (const make of [embedded, kafka]) {
+for (const make of [embedded, ...kafkaLines.map(kafka)]) {
   const impl = make();
   describe(`bus contract: ${impl.name}`, () => {
     let bus: Bus;
@@ -186,32 +205,34 @@ for (const make of [embedded, kafka]) {
   });
 }
 
-test("kafka: a produce larger than the broker's request limit goes out in order, in chunks", async () => {
-  const bus = createKafkaBus({ brokers: services().kafkaBrokers, logger });
-  const topic = uniqueName("large");
-  await bus.ensureTopics([{ name: topic, partitions: 1 }]);
-  const value = new Uint8Array(1_000).fill(7);
-  const produced = await bus.produce(topic, Array.from({ length: 3_000 }, (_, i) => ({ key: "one", value, headers: { seq: String(i) } })));
-  expect(produced.map((p) => p.offset)).toEqual(Array.from({ length: 3_000 }, (_, i) => i));
-  expect((await bus.endOffsets(topic))[0]?.offset).toBe(3_000);
-  await bus.close();
-});
+for (const line of kafkaLines) {
+  test(`${line.label}: a produce larger than the broker's request limit goes out in order, in chunks`, async () => {
+    const bus = createKafkaBus({ brokers: line.brokers(), logger });
+    const topic = uniqueName("large");
+    await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+    const value = new Uint8Array(1_000).fill(7);
+    const produced = await bus.produce(topic, Array.from({ length: 3_000 }, (_, i) => ({ key: "one", value, headers: { seq: String(i) } })));
+    expect(produced.map((p) => p.offset)).toEqual(Array.from({ length: 3_000 }, (_, i) => i));
+    expect((await bus.endOffsets(topic))[0]?.offset).toBe(3_000);
+    await bus.close();
+  });
 
-test("kafka: a large produce over several partitions keeps each partition's order", async () => {
-  const bus = createKafkaBus({ brokers: services().kafkaBrokers, logger });
-  const topic = uniqueName("large-spread");
-  await bus.ensureTopics([{ name: topic, partitions: 4 }]);
-  const value = new Uint8Array(1_000).fill(3);
-  const sent = Array.from({ length: 6_000 }, (_, i) => ({ key: `k${i % 40}`, value, headers: { seq: String(i) } }));
-  const produced = await bus.produce(topic, sent);
-  // Offsets count up from 0 within each partition, in the order the records were given.
-  const next = new Map<number, number>();
-  for (const p of produced) {
-    expect(p.offset).toBe(next.get(p.partition) ?? 0);
-    next.set(p.partition, p.offset + 1);
-  }
-  const ends = await bus.endOffsets(topic);
-  expect(ends.reduce((sum, e) => sum + e.offset, 0)).toBe(6_000);
-  expect(ends.filter((e) => e.offset > 0).length).toBe(4);
-  await bus.close();
-});
+  test(`${line.label}: a large produce over several partitions keeps each partition's order`, async () => {
+    const bus = createKafkaBus({ brokers: line.brokers(), logger });
+    const topic = uniqueName("large-spread");
+    await bus.ensureTopics([{ name: topic, partitions: 4 }]);
+    const value = new Uint8Array(1_000).fill(3);
+    const sent = Array.from({ length: 6_000 }, (_, i) => ({ key: `k${i % 40}`, value, headers: { seq: String(i) } }));
+    const produced = await bus.produce(topic, sent);
+    // Offsets count up from 0 within each partition, in the order the records were given.
+    const next = new Map<number, number>();
+    for (const p of produced) {
+      expect(p.offset).toBe(next.get(p.partition) ?? 0);
+      next.set(p.partition, p.offset + 1);
+    }
+    const ends = await bus.endOffsets(topic);
+    expect(ends.reduce((sum, e) => sum + e.offset, 0)).toBe(6_000);
+    expect(ends.filter((e) => e.offset > 0).length).toBe(4);
+    await bus.close();
+  });
+}

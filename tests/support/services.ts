@@ -7,7 +7,10 @@ import { join } from "node:path";
  * A suite that needs them and cannot find them fails; it is never skipped.
  */
 export interface ServiceSettings {
+  /** The current Kafka line (4.2 with scripts/services.sh). */
   kafkaBrokers: string[];
+  /** A Kafka 3.9 broker, when one is given (KAFKA_BROKERS_39; `scripts/services.sh up --with-kafka39`): the bus contract suite runs against it too. */
+  kafkaBrokers39?: string[];
   databaseUrl: string;
   s3: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string; bucket: string };
 }
@@ -40,6 +43,7 @@ export function services(): ServiceSettings {
   if (!bucket) throw new Error(`LAKE_URL must be s3://bucket/prefix for the integration suites, got ${value("LAKE_URL")}`);
   cached = {
     kafkaBrokers: value("KAFKA_BROKERS").split(","),
+    kafkaBrokers39: (process.env.KAFKA_BROKERS_39 ?? env.KAFKA_BROKERS_39)?.split(","),
     databaseUrl: value("DATABASE_URL"),
     s3: { endpoint: value("S3_ENDPOINT"), region: env.AWS_REGION ?? "us-east-1", accessKeyId: value("AWS_ACCESS_KEY_ID"), secretAccessKey: value("AWS_SECRET_ACCESS_KEY"), bucket },
   };

@@ -22,7 +22,7 @@ const composeSchema = z.object({ services: z.record(z.string(), service), volume
 test("docker-compose.yml runs services mode on official images with health checks and ordered start-up", async () => {
   const compose = composeSchema.parse(Bun.YAML.parse(await read("docker-compose.yml")));
   const { kafka, postgres, minio, gateway, workers } = compose.services;
-  expect(kafka?.image).toMatch(/^apache\/kafka:3\.9\./);
+  expect(kafka?.image).toMatch(/^apache\/kafka:4\.2\./);
   expect(kafka?.environment?.KAFKA_PROCESS_ROLES).toBe("broker,controller");
   expect(postgres?.image).toMatch(/^postgres:15/);
   expect(minio?.image).toMatch(/^minio\/minio:/);
