@@ -102,6 +102,48 @@ async function main() {
   } finally {
     await db.drop();
   }
+  await embedded();
+}
+
+/** The gateway in embedded mode (its own file-backed bus, PGlite): batches of 1,000 from 16 clients. */
+async function embedded() {
+  const port = 3000 + Math.floor(Math.random() * 20_000);
+  const dir = `/tmp/devpipe-bench-embedded-${port}`;
+  const { KAFKA_BROKERS: _k, DATABASE_URL: _d, LAKE_URL: _l, S3_ENDPOINT: _s, ...rest } = process.env;
+  const gateway = Bun.spawn(["bun", "api/main.ts"], {
+    cwd: join(import.meta.dir, ".."),
+    env: { ...rest, PORT: String(port), DATA_DIR: dir, API_KEYS: `${KEY}:ingest`, LOG_LEVEL: "warn" },
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  try {
+    for (let i = 0; ; i++) {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok) break;
+      if (i > 300) throw new Error("embedded gateway did not become ready");
+      await Bun.sleep(100);
+    }
+    const url = `http://127.0.0.1:${port}/v1/events`;
+    const payload = body(1000);
+    const measure = async () => {
+      let accepted = 0;
+      const latencies: number[] = [];
+      const cpuBefore = cpuSeconds(gateway.pid);
+      const started = performance.now();
+      await closedLoop(16)(url, payload, (r) => {
+        latencies.push(r.ms);
+        accepted += r.accepted;
+      }, started + DURATION_MS);
+      const seconds = (performance.now() - started) / 1000;
+      latencies.sort((a, b) => a - b);
+      return { events_per_s: Math.round(accepted / seconds), p50_ms: percentile(latencies, 0.5), p99_ms: percentile(latencies, 0.99), cpu_percent: { gateway: Math.round(((cpuSeconds(gateway.pid) - cpuBefore) / seconds) * 100) }, gateway: memoryMb(gateway.pid) };
+    };
+    await measure(); // warm-up
+    console.log(JSON.stringify({ bench: "ingest", phase: "embedded_peak", batch: 1000, concurrency: 16, ...(await measure()) }));
+  } finally {
+    gateway.kill("SIGTERM");
+    await gateway.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function run(env: Record<string, string>, databaseUrl: string) {

@@ -1,6 +1,7 @@
-import { mkdir, open, readdir, readFile, rename, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { PartitionOffset } from "../types.ts";
+import { writeAtomically } from "./write-atomically.ts";
 
 type GroupPositions = Record<string, Record<string, number>>;
 
@@ -91,16 +92,7 @@ export class OffsetStore {
   }
 
   private async write(group: string, json: string) {
-    const path = join(this.dir, `${encodeURIComponent(group)}.json`);
-    const temporary = `${path}.tmp`;
-    const file = await open(temporary, "w");
-    try {
-      await file.writeFile(json);
-      await file.datasync();
-    } finally {
-      await file.close();
-    }
-    await rename(temporary, path);
+    await writeAtomically(join(this.dir, `${encodeURIComponent(group)}.json`), json);
   }
 
   async flush(): Promise<void> {

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Logger } from "../../log.ts";
 import { decodeFrame, encodeFrame, FRAME_HEADER_BYTES, frameLengthAt, type StoredRecord } from "./record-codec.ts";
 import { INDEX_INTERVAL_BYTES, OffsetIndex } from "./segment-index.ts";
+import { writeAtomically } from "./write-atomically.ts";
 
 const SCAN_CHUNK_BYTES = 8 * 1024 * 1024;
 const READ_CHUNK_BYTES = 256 * 1024;
@@ -98,17 +99,6 @@ async function scanSegment(file: FileHandle, fileSize: number): Promise<ScanResu
   return { records, validBytes: carryStart, maxTimestamp, index };
 }
 
-async function writeAtomically(path: string, data: Uint8Array | string) {
-  const temporary = `${path}.tmp`;
-  const file = await open(temporary, "w");
-  try {
-    await file.writeFile(data);
-    await file.datasync();
-  } finally {
-    await file.close();
-  }
-  await rename(temporary, path);
-}
 
 async function syncDir(dir: string) {
   const handle = await open(dir, "r");
