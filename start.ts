@@ -39,12 +39,22 @@ const logger = createLogger({ process: "all-in-one" });
 try {
   const services = await openServices(loadConfig(), logger);
   await assertLakeUsable(services.lake);
-  // Jobs first: once the gateway answers, the whole process is up and SIGTERM is handled.
-  const operators = defaultOperators(services.config);
-  const stopJobs = [await startChain(operators, services), startMaintenance(services)];
+  // The gateway first: ingest only needs the bus, so a restart takes events at once while the chain loads its
+  // dedupe state (seconds for an hour of ids). /readyz checks the bus, the database and the lake, and a job that
+  // fails or stalls, as before.
   const gateway = await startGateway(services);
+  const stopJobs: (() => Promise<void>)[] = [];
+  const operators = defaultOperators(services.config);
+  const jobsStarted = startChain(operators, services).then((stop) => {
+    stopJobs.push(stop, startMaintenance(services));
+  });
+  onShutdownSignal(logger, async () => {
+    await gateway.stop();
+    await jobsStarted.catch(() => undefined);
+    await Promise.all(stopJobs.map((stop) => stop()));
+    await closeServices(services);
+  }, services.config.shutdownGraceMs);
   logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: operators, demo: flags.demo });
-  if (flags.demo) startSimulators(gateway.url, gateway.keys);
   // Printed, not logged: what a person needs to open the dashboard.
   process.stdout.write(
     [
@@ -58,11 +68,9 @@ try {
       "",
     ].join("\n"),
   );
-  onShutdownSignal(logger, async () => {
-    await gateway.stop();
-    await Promise.all(stopJobs.map((stop) => stop()));
-    await closeServices(services);
-  }, services.config.shutdownGraceMs);
+  await jobsStarted;
+  logger.info("stream jobs started", { jobs: operators });
+  if (flags.demo) startSimulators(gateway.url, gateway.keys);
 } catch (error) {
   exitOnStartupError(logger, error);
 }
