@@ -45,18 +45,14 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
     timer = undefined;
     scheduled = false;
     if (queue.length === 0) return;
-    // At most a batch's worth (whole requests): what gathered while two batches were out may be many.
-    let take = 0;
-    let records = 0;
-    while (take < queue.length && (take === 0 || records + (queue[take]?.records.length ?? 0) <= options.maxBatchRecords)) records += queue[take++]?.records.length ?? 0;
-    const batch = queue.slice(0, take);
-    queue = queue.slice(take);
-    queuedRecords -= records;
+    const batch = queue;
+    queue = [];
+    queuedRecords = 0;
     inFlight++;
     const started = performance.now();
-    const outgoing: OutgoingRecord[] = [];
-    for (const waiting of batch) for (const record of waiting.records) outgoing.push(record);
-    bus.produce(topic, outgoing).then(
+    const records: OutgoingRecord[] = [];
+    for (const waiting of batch) for (const record of waiting.records) records.push(record);
+    bus.produce(topic, records).then(
       (produced) => {
         observeOk((performance.now() - started) / 1000);
         let at = 0;
@@ -74,10 +70,9 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
     );
   };
 
-  /** A batch came back: what gathered meanwhile goes now, full batches at once. */
+  /** A batch came back: what gathered meanwhile goes now. */
   const settled = () => {
     inFlight--;
-    while (queuedRecords >= options.maxBatchRecords) flush();
     if (queue.length > 0 && !scheduled) schedule();
   };
 
@@ -102,8 +97,8 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
         if (queuedRecords > 0 && queuedRecords + records.length > options.maxBatchRecords) flush();
         queue.push({ records, resolve, reject });
         queuedRecords += records.length;
-        while (queuedRecords >= options.maxBatchRecords) flush();
-        if (queue.length > 0 && !scheduled) schedule();
+        if (queuedRecords >= options.maxBatchRecords) flush();
+        else if (!scheduled) schedule();
       });
       return done.finally(() => {
         pendingBytes -= bytes;
