@@ -45,14 +45,18 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
     timer = undefined;
     scheduled = false;
     if (queue.length === 0) return;
-    const batch = queue;
-    queue = [];
-    queuedRecords = 0;
+    // At most a batch's worth (whole requests): what gathered while two batches were out may be many.
+    let take = 0;
+    let records = 0;
+    while (take < queue.length && (take === 0 || records + (queue[take]?.records.length ?? 0) <= options.maxBatchRecords)) records += queue[take++]?.records.length ?? 0;
+    const batch = queue.slice(0, take);
+    queue = queue.slice(take);
+    queuedRecords -= records;
     inFlight++;
     const started = performance.now();
-    const records: OutgoingRecord[] = [];
-    for (const waiting of batch) for (const record of waiting.records) records.push(record);
-    bus.produce(topic, records).then(
+    const outgoing: OutgoingRecord[] = [];
+    for (const waiting of batch) for (const record of waiting.records) outgoing.push(record);
+    bus.produce(topic, outgoing).then(
       (produced) => {
         observeOk((performance.now() - started) / 1000);
         let at = 0;
@@ -70,9 +74,10 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
     );
   };
 
-  /** A batch came back: what gathered meanwhile goes now. */
+  /** A batch came back: what gathered meanwhile goes now, full batches at once. */
   const settled = () => {
     inFlight--;
+    while (queuedRecords >= options.maxBatchRecords) flush();
     if (queue.length > 0 && !scheduled) schedule();
   };
 
@@ -97,8 +102,8 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
         if (queuedRecords > 0 && queuedRecords + records.length > options.maxBatchRecords) flush();
         queue.push({ records, resolve, reject });
         queuedRecords += records.length;
-        if (queuedRecords >= options.maxBatchRecords) flush();
-        else if (!scheduled) schedule();
+        while (queuedRecords >= options.maxBatchRecords) flush();
+        if (queue.length > 0 && !scheduled) schedule();
       });
       return done.finally(() => {
         pendingBytes -= bytes;

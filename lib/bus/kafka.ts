@@ -202,9 +202,16 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         const count = await partitionCount(topic);
         const partitions = records.map((r) => partitionFor(r.key, count));
         const produced: ProducedRecord[] = [];
-        for (const [from, to] of byteChunks(records, partitions, MAX_PARTITION_BATCH_BYTES)) {
+        // Every chunk is handed to the producer thread at once: it sends them in order, merged as they fit.
+        const chunks = byteChunks(records, partitions, MAX_PARTITION_BATCH_BYTES).map(([from, to]) => {
           const chunkPartitions = partitions.slice(from, to);
-          const baseOffsets = await producerThread().send(topic, records.slice(from, to), chunkPartitions, deadline);
+          const acknowledged = producerThread().send(topic, records.slice(from, to), chunkPartitions, deadline);
+          // A later chunk's failure is reported by the first one awaited that fails; none goes unhandled.
+          acknowledged.catch(() => undefined);
+          return { chunkPartitions, acknowledged };
+        });
+        for (const { chunkPartitions, acknowledged } of chunks) {
+          const baseOffsets = await acknowledged;
           // One entry per partition with the base offset; records keep their order within a partition.
           const nextOffset = new Map(baseOffsets);
           for (const partition of chunkPartitions) {
