@@ -17,9 +17,9 @@ import { createWriteStream, lstatSync, mkdirSync, mkdtempSync, readdirSync, read
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { procStat, rssMb } from "./proc.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const TICKS_PER_SECOND = 100;
 
 // ---------------------------------------------------------------- output and cleanup
 
@@ -126,11 +126,10 @@ const SEED = 100_000 + Math.floor(Math.random() * 900_000);
 
 // ---------------------------------------------------------------- /proc and disk
 
-function procStat(pid: number): { ppid: number; cpuS: number } | undefined {
+/** procStat and rssMb of bench/proc.ts for a process that may have gone meanwhile. */
+function statOf(pid: number): { ppid: number; cpuS: number } | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { ppid: Number(fields[1]), cpuS: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
+    return procStat(pid);
   } catch {
     return undefined;
   }
@@ -138,8 +137,7 @@ function procStat(pid: number): { ppid: number; cpuS: number } | undefined {
 
 function rssMbOf(pid: number): number {
   try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? 0) / 1024;
+    return rssMb(pid);
   } catch {
     return 0;
   }
@@ -150,7 +148,7 @@ function processTree(root: number): number[] {
   const parents = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    const stat = procStat(Number(entry));
+    const stat = statOf(Number(entry));
     if (!stat) continue;
     const list = parents.get(stat.ppid) ?? [];
     list.push(Number(entry));
@@ -167,7 +165,7 @@ function treeUsage(root: number) {
   let cpu = 0;
   for (const pid of pids) {
     rss += rssMbOf(pid);
-    cpu += procStat(pid)?.cpuS ?? 0;
+    cpu += statOf(pid)?.cpuS ?? 0;
   }
   return { rssMb: rss, cpuS: cpu, processes: pids.length };
 }
@@ -512,7 +510,7 @@ async function main() {
     lastCpu = usage.cpuS;
     lastAt = now;
     // The simulators share the machine: their CPU tells how much of it the server had.
-    const simCpu = simStates.reduce((sum, s) => sum + (procStat(s.child.pid)?.cpuS ?? 0), 0);
+    const simCpu = simStates.reduce((sum, s) => sum + (statOf(s.child.pid)?.cpuS ?? 0), 0);
     const simCpuPct = seconds >= 1 ? ((simCpu - lastSimCpu) / seconds) * 100 : null;
     lastSimCpu = simCpu;
     const disk = diskMb(dataDir ?? "");

@@ -54,24 +54,27 @@ export class Histogram implements Metric {
   private readonly values = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
   constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
   observe(labels: Labels, value: number) {
-    this.series(labels)(value);
+    this.record(this.entryOf(labels), value);
   }
   /** The observer of one label set, for a hot path that would otherwise key its labels on every call. */
   series(labels: Labels): (value: number) => void {
+    const entry = this.entryOf(labels);
+    return (value) => this.record(entry, value);
+  }
+  private entryOf(labels: Labels) {
     const key = keyOf(labels);
     let entry = this.values.get(key);
     if (!entry) {
       entry = { labels, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
       this.values.set(key, entry);
     }
-    const { counts } = entry;
-    const target = entry;
-    const buckets = this.buckets;
-    return (value) => {
-      for (let i = 0; i < buckets.length; i++) if (value <= (buckets[i] as number)) counts[i] = (counts[i] ?? 0) + 1;
-      target.sum += value;
-      target.count++;
-    };
+    return entry;
+  }
+  private record(entry: { counts: number[]; sum: number; count: number }, value: number) {
+    const { buckets } = this;
+    for (let i = 0; i < buckets.length; i++) if (value <= (buckets[i] as number)) entry.counts[i] = (entry.counts[i] ?? 0) + 1;
+    entry.sum += value;
+    entry.count++;
   }
   render() {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];

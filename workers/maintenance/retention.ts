@@ -61,16 +61,19 @@ const PAUSE_MS = 10;
 
 type Target = { table: keyof Omit<RetentionResult, "ms">; deleteBatch: (sql: Sql, cutoff: Date, limit: number) => Promise<number> };
 
+/** Deletes the oldest rows (by `time`, at most `limit`) older than the cutoff, through the key `id`. */
+const oldestBefore =
+  (table: string, id: string, time: string): Target["deleteBatch"] =>
+  async (sql, cutoff, limit) =>
+    (
+      await sql`
+        delete from ${sql(table)} where ${sql(id)} = any(array(
+          select ${sql(id)} from ${sql(table)} where ${sql(time)} < ${cutoff} order by ${sql(time)} limit ${limit}))`
+    ).count;
+
 const targets: Target[] = [
-  {
-    table: "alerts",
-    deleteBatch: async (sql, cutoff, limit) =>
-      (
-        await sql`
-          delete from alerts where seq = any(array(
-            select seq from alerts where created_at < ${cutoff} order by created_at limit ${limit}))`
-      ).count,
-  },
+  // By when raised; the oldest run of `seq` goes first, so cursors never see holes.
+  { table: "alerts", deleteBatch: oldestBefore("alerts", "seq", "created_at") },
   {
     table: "aggregates",
     // `window_start < cutoff` uses aggregates_final_start (012); the delete re-checks final and the end, so a
@@ -87,15 +90,7 @@ const targets: Target[] = [
             and a.final and a.window_end < ${cutoff}`
       ).count,
   },
-  {
-    table: "runs",
-    deleteBatch: async (sql, cutoff, limit) =>
-      (
-        await sql`
-          delete from pipeline_runs where run_id = any(array(
-            select run_id from pipeline_runs where started_at < ${cutoff} order by started_at limit ${limit}))`
-      ).count,
-  },
+  { table: "runs", deleteBatch: oldestBefore("pipeline_runs", "run_id", "started_at") },
 ];
 
 const horizonOf = (retention: RetentionOptions["retention"], table: Target["table"]) =>
