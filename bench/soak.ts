@@ -286,6 +286,26 @@ async function lakeQuery(sql: string): Promise<{ columns: { name: string }[]; ro
   }
 }
 
+/**
+ * After a restart /readyz answers once the gateway takes events; the chain may still be loading its
+ * state. Sends one sensor reading with a key of its own and times, in ms, until its window shows it
+ * (the chain consumed, deduplicated, enriched and committed it).
+ */
+async function timeProbeThroughChain(timeoutMs = 180_000): Promise<number> {
+  const startedAt = performance.now();
+  const sensor = `soak-probe-${SEED}`;
+  const headers = { "content-type": "application/json", authorization: `Bearer ${apiKey}` };
+  const event = { type: "sensor.reading", event_id: `${sensor}-1`, sensor_id: sensor, temperature: 20, humidity: 50, event_time: new Date().toISOString() };
+  const posted = await fetch(`${baseUrl}/v1/events`, { method: "POST", body: JSON.stringify(event), headers, signal: AbortSignal.timeout(15_000) });
+  if (posted.status !== 202) fail(`the probe event was answered ${posted.status}: ${await posted.text()}`);
+  while (performance.now() - startedAt < timeoutMs) {
+    const response = await fetch(`${baseUrl}/v1/aggregates/sensor_stats_1m?key=${sensor}`, { headers, signal: AbortSignal.timeout(15_000) });
+    if (response.ok && ((await response.json()) as { items: unknown[] }).items.length > 0) return performance.now() - startedAt;
+    await Bun.sleep(50);
+  }
+  return fail(`the probe event did not reach sensor_stats_1m within ${timeoutMs} ms`);
+}
+
 // ---------------------------------------------------------------- server and simulators
 
 const STRIPPED = ["KAFKA_BROKERS", "DATABASE_URL", "LAKE_URL", "S3_ENDPOINT"];
@@ -598,10 +618,11 @@ async function main() {
   server = startServer(port, "server-restart.log");
   await waitReady(server, 180_000);
   const restartReadyMs = Math.round(performance.now() - restartStart);
+  const restartResumedMs = Math.round(restartReadyMs + (await timeProbeThroughChain()));
   const countsAfterRestart = compareCounts(simStates, await lakeCounts());
   const lagAfterRestart = (await scrapeMetrics()).lag;
   const restartShutdown = await stopServer(server);
-  print({ phase: "restart", restart_ready_ms: restartReadyMs, counts_after_restart_exact: countsAfterRestart.counts_exact, lake_rows_after_restart: countsAfterRestart.lake_rows, lag_after_restart: lagAfterRestart, restart_shutdown_ms: restartShutdown.shutdown_ms });
+  print({ phase: "restart", restart_ready_ms: restartReadyMs, restart_resumed_ms: restartResumedMs, counts_after_restart_exact: countsAfterRestart.counts_exact, lake_rows_after_restart: countsAfterRestart.lake_rows, lag_after_restart: lagAfterRestart, restart_shutdown_ms: restartShutdown.shutdown_ms });
 
   // ---- summary
   const flatness = (values: number[]) => {
@@ -647,6 +668,7 @@ async function main() {
     shutdown_ms: shutdown.shutdown_ms,
     shutdown_exit_code: shutdown.exit_code,
     restart_ready_ms: restartReadyMs,
+    restart_resumed_ms: restartResumedMs,
     accepted: totalAccepted,
     lake_rows: counts.lake_rows,
     lake_distinct: counts.lake_distinct,
