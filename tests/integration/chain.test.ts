@@ -104,6 +104,27 @@ for (const [name, setup] of Object.entries(serviceSetups({}))) {
       expect(at(behind.seen, 13)?.event?.event_id).toBe(`${run}-13`);
     });
 
+    test("the group's bus offsets reach the end of a burst shorter than a second (what frees embedded bus segments)", async () => {
+      const run = crypto.randomUUID().slice(0, 8);
+      const operator = recorder(`chain-group-${run}`);
+      const group = `${services.config.topicPrefix}chain-group-${run}`;
+      for (const end of await services.bus.endOffsets(services.topics.raw)) await services.db.sql`insert into job_offsets (job, topic, partition, next_offset) values (${operator.job.name}, ${services.topics.raw}, ${end.partition}, ${end.offset})`;
+      const stop = await runChain([{ job: operator.job, options: { commitIntervalMs: 20 } }], services, group);
+      try {
+        // Two bursts 100 ms apart: the second's commit falls within the second after the first's.
+        for (const burst of ["a", "b"]) {
+          const key = `${run}-${burst}`;
+          await services.bus.produce(services.topics.raw, [{ key, value: encodeEnvelope({ type: "sensor.reading", key, event_id: key, event_time: Date.now(), ingest_time: Date.now(), payload: { sensor_id: key, temperature: 1, humidity: 1 } }) }]);
+          await waitFor(() => operator.seen.some((r) => r.key === key), { what: `burst ${burst} processed` });
+          await Bun.sleep(100);
+        }
+        await waitFor(async () => (await services.bus.lag(group, services.topics.raw)).every((p) => p.lag === 0), { what: "the group's committed offsets at the end", timeoutMs: 5_000 });
+      } finally {
+        await stop();
+      }
+      expect((await services.bus.lag(group, services.topics.raw)).map((p) => p.lag)).toEqual((await services.bus.endOffsets(services.topics.raw)).map(() => 0));
+    });
+
     test("after a restart the dedupe state comes back from its rows: a retry of an event read before is still a repeat", async () => {
       const run = crypto.randomUUID().slice(0, 8);
       const key = `${run}-r`;

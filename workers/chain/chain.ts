@@ -197,11 +197,20 @@ export function createChain(options: ChainOptions): ChainSource & { stop: () => 
    * The group's offsets are what every operator has committed, at most once a second and off the
    * operators' critical sections. They feed the bus's own tools (kafka-consumer-groups) and hold the
    * embedded bus's retention: a segment goes only once this group is past it. The positions of record
-   * are each operator's own, in job_offsets (the lake's in its Delta log).
+   * are each operator's own, in job_offsets (the lake's in its Delta log). A commit asked for within the
+   * second is made at its end, so the last positions of a burst reach the bus too.
    */
   let groupCommittedAt = 0;
+  let trailingGroupCommit: ReturnType<typeof setTimeout> | undefined;
   const commitGroup = (shared: Consumer) => {
-    if (Date.now() - groupCommittedAt < 1_000) return;
+    const waitMs = groupCommittedAt + 1_000 - Date.now();
+    if (waitMs > 0) {
+      trailingGroupCommit ??= setTimeout(() => {
+        trailingGroupCommit = undefined;
+        if (!stopping) commitGroup(shared);
+      }, waitMs);
+      return;
+    }
     groupCommittedAt = Date.now();
     const positions = shared.assignment().flatMap((tp) => {
       const lowest = Math.min(...operators.map((o) => o.committed.get(tp.partition) ?? -1));
@@ -223,6 +232,7 @@ export function createChain(options: ChainOptions): ChainSource & { stop: () => 
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(persistTimer);
+      clearTimeout(trailingGroupCommit);
       await (started ? opened.then((c) => c.stop()) : Promise.resolve());
       await persistAllRead();
     })();
