@@ -10,9 +10,10 @@ import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { exitOnStartupError, onShutdownSignal } from "./lib/process.ts";
 import { closeServices, openServices } from "./lib/services.ts";
-import { defaultOperators, startChain } from "./workers/jobs.ts";
+import { chainGroupOf, defaultOperators, startChain } from "./workers/jobs.ts";
 import { startMaintenance } from "./workers/maintenance/index.ts";
 import { assertLakeUsable } from "./lib/lake/startup.ts";
+import { formatFinalSummary, readSnapshot, startStatusLine } from "./lib/status-line.ts";
 
 /** A modest load from every domain, so a newcomer sees every part of the pipeline fill. */
 const demoLoad: [domain: string, devices: number, rate: number][] = [
@@ -48,11 +49,20 @@ try {
   const jobsStarted = startChain(operators, services).then((stop) => {
     stopJobs.push(stop, startMaintenance(services));
   });
+  let status: { stop: () => void } | undefined;
+  let stopping = false;
   onShutdownSignal(logger, async () => {
-    await gateway.stop();
-    await jobsStarted.catch(() => undefined);
-    await Promise.all(stopJobs.map((stop) => stop()));
-    await closeServices(services);
+    stopping = true;
+    status?.stop();
+    try {
+      await gateway.stop();
+      await jobsStarted.catch(() => undefined);
+      await Promise.all(stopJobs.map((stop) => stop()));
+      await closeServices(services);
+    } finally {
+      // After the final checkpoints, so the totals hold everything the run committed.
+      process.stdout.write(formatFinalSummary(readSnapshot(null), process.uptime() * 1000));
+    }
   }, services.config.shutdownGraceMs);
   logger.info("listening", { url: gateway.url, mode: services.config.mode, bus: services.bus.kind, db: services.db.kind, lake: services.lake.root, jobs: operators, demo: flags.demo });
   // Printed, not logged: what a person needs to open the dashboard.
@@ -69,8 +79,21 @@ try {
     ].join("\n"),
   );
   await jobsStarted;
-  logger.info("stream jobs started", { jobs: operators });
-  if (flags.demo) startSimulators(gateway.url, gateway.keys);
+  if (!stopping) {
+    logger.info("stream jobs started", { jobs: operators });
+    if (flags.demo) startSimulators(gateway.url, gateway.keys);
+    // The chain's committed position is its slowest operator's.
+    const group = chainGroupOf(operators, services.config);
+    status = startStatusLine({
+      tty: process.stderr.isTTY === true && process.env.TERM !== "dumb",
+      columns: () => process.stderr.columns || 80,
+      write: (text) => process.stderr.write(text),
+      writeLog: (line) => process.stderr.write(line),
+      logger,
+      intervalMs: services.config.statusIntervalMs,
+      lag: async () => Math.max(0, ...(await services.bus.lag(group, services.topics.raw)).map((p) => p.lag)),
+    });
+  }
 } catch (error) {
   exitOnStartupError(logger, error);
 }

@@ -151,6 +151,11 @@ export const envSchema = z.object({
   READY_STALL_MS: optional(integer(1_000, 3_600_000)).default(60_000),
   /** Longest a graceful shutdown may take before the process exits 1. */
   SHUTDOWN_GRACE_MS: optional(integer(1_000, 600_000)).default(30_000),
+  /**
+   * `bun run start` with no terminal (a supervisor, a pipe) logs a status line this often; `0` switches it off.
+   * On a terminal one live line is redrawn in place every second instead.
+   */
+  STATUS_INTERVAL_MS: optional(integer(0, 86_400_000).refine((ms) => ms === 0 || ms >= 1_000, "0 (off) or an integer from 1000 to 86400000")).default(10_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -178,6 +183,8 @@ export interface Config {
   retention: { alertsMs: number; aggregatesMs: number; runsMs: number; intervalMs: number };
   readyStallMs: number;
   shutdownGraceMs: number;
+  /** Periodic status log of `bun run start` when not on a terminal; 0: none. */
+  statusIntervalMs: number;
   httpIdleTimeoutS: number;
   metricsPort: number | undefined;
   ingest: {
@@ -233,6 +240,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     retention: { alertsMs: e.ALERTS_RETENTION_DAYS * 86_400_000, aggregatesMs: e.AGGREGATES_RETENTION_DAYS * 86_400_000, runsMs: e.RUNS_RETENTION_DAYS * 86_400_000, intervalMs: e.RETENTION_INTERVAL_MS },
     readyStallMs: e.READY_STALL_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    statusIntervalMs: e.STATUS_INTERVAL_MS,
     httpIdleTimeoutS: e.HTTP_IDLE_TIMEOUT_S,
     metricsPort: e.METRICS_PORT,
     ingest: {

@@ -25,7 +25,23 @@ function serialise(value: unknown): unknown {
   return value;
 }
 
-export function createLogger(base: LogFields = {}, sink: (line: string) => void = (line) => process.stderr.write(line)): Logger {
+export type LogSink = (line: string) => void;
+
+let processSink: LogSink = (line) => process.stderr.write(line);
+
+/**
+ * Replaces where loggers without a sink of their own write (stderr by default), for the live status line
+ * of `bun run start`: it clears its line, writes the log line, and draws it again. Returns the restore.
+ */
+export function setProcessLogSink(sink: LogSink): () => void {
+  const previous = processSink;
+  processSink = sink;
+  return () => {
+    processSink = previous;
+  };
+}
+
+export function createLogger(base: LogFields = {}, sink: LogSink = (line) => processSink(line)): Logger {
   const threshold = LEVELS[minimumLevel()];
   const write = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (LEVELS[level] < threshold) return;

@@ -26,6 +26,12 @@ export class Counter implements Metric {
     entry.value += by;
     this.values.set(key, entry);
   }
+  /** The sum of the series whose labels include `match` (what the status line of `bun run start` reads). */
+  total(match: Labels = {}): number {
+    let sum = 0;
+    for (const { labels, value } of this.values.values()) if (Object.entries(match).every(([k, v]) => labels[k] === v)) sum += value;
+    return sum;
+  }
   render() {
     return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`, ...[...this.values.values()].map((v) => `${this.name}${labelText(v.labels)} ${number(v.value)}`)];
   }
@@ -129,11 +135,15 @@ export const registry = new Registry();
 export const lakeFlushSeconds = registry.histogram("devpipe_lake_flush_duration_seconds", "Time to write, upload and commit one lake flush", LATENCY_BUCKETS);
 export const lakeFlushRecords = registry.counter("devpipe_lake_flushed_records_total", "Events written to the lake");
 export const lakeFlushFailures = registry.counter("devpipe_lake_flush_failures_total", "Lake flushes that failed (retried at the next checkpoint)");
+export const lakeFlushFiles = registry.counter("devpipe_lake_flushed_files_total", "Parquet files the lake sink wrote and committed");
 export const deltaCommits = registry.counter("devpipe_lake_delta_commits_total", "Delta log commits by operation and outcome (committed; retried: lost the race to a compatible commit and moved on; conflict: refused)");
 
 export const ingestEvents = registry.counter("devpipe_ingest_events_total", "Ingested records by event type and outcome (accepted, rejected, unavailable)");
 export const httpRequestSeconds = registry.histogram("devpipe_http_request_duration_seconds", "Gateway request latency by method, route and status", LATENCY_BUCKETS);
 export const produceSeconds = registry.histogram("devpipe_produce_duration_seconds", "Time for the bus to confirm a produced batch, by topic and outcome", LATENCY_BUCKETS);
+export const alertsRaised = registry.counter("devpipe_alerts_total", "Alerts the alerts job committed (new ones; a repeated event raises none)");
+export const windowsFinalised = registry.counter("devpipe_windows_finalised_total", "Window rows (view, key, window, input partition) the windows job committed as final");
+export const lateEvents = registry.counter("devpipe_windows_late_events_total", "Events the windows job committed as late (behind the watermark: sent to events.late, never applied)");
 export const windowOpen = registry.gauge("devpipe_window_open_windows", "Open (not yet final) windows held in this process's window state");
 export const undecodableRecords = registry.counter("devpipe_undecodable_records_total", "Records a stream job skipped because they were not an event envelope, by job");
 export const deadRecords = registry.counter("devpipe_dead_records_total", "Records a stream job moved to events.dead because a sink rejects them deterministically, by job");

@@ -54,6 +54,9 @@ export const jobs: Record<string, Job> = {
 /** The operators `bun run worker all` and `bun run start` chain: every one, less events.enriched when switched off. */
 export const defaultOperators = (config: Pick<Config, "enrichedTopic">) => Object.keys(jobs).filter((name) => name !== "enrich" || config.enrichedTopic);
 
+/** The consumer group of a chain of `names`: named after the set, so processes running the same set share the partitions. */
+export const chainGroupOf = (names: string[], config: Pick<Config, "topicPrefix">) => `${config.topicPrefix}${[...names].sort().join("+")}`;
+
 /**
  * One consumer of events.raw feeding the named operators (workers/chain). The consumer group is named
  * after the set of operators, so processes running the same set share the partitions between them.
@@ -69,7 +72,7 @@ export async function startChain(names: string[], services: Services, options?: 
   return runChain(
     operators.map((job, i) => ({ job, options: { ...selected[i]?.defaults?.(services), ...options } })),
     services,
-    `${services.config.topicPrefix}${[...names].sort().join("+")}`,
+    chainGroupOf(names, services.config),
   );
 }
 

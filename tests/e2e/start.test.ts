@@ -36,15 +36,19 @@ describe("bun run start (embedded)", () => {
       app.child.kill("SIGTERM");
       expect(await app.exited()).toBe(0);
       expect(app.output()).toContain('"msg":"stopped"');
+      // The run's summary, once, after the graceful shutdown.
+      expect(app.output().match(/devpipe stopped after \S+/g)?.length).toBe(1);
+      expect(app.output()).toMatch(/\n {2}events +\d+ accepted, \d+ rejected\n/);
       if (round === 2) expect(app.output()).not.toContain("migration applied");
     }
   });
 
   test("an invalid variable stops start-up with a message naming it", async () => {
-    const app = startProcess(["start"], { DATA_DIR: `${scratch.path}/bad`, PORT: "not-a-port", LAKE_URL: "ftp://nowhere" });
+    const app = startProcess(["start"], { DATA_DIR: `${scratch.path}/bad`, PORT: "not-a-port", LAKE_URL: "ftp://nowhere", STATUS_INTERVAL_MS: "500" });
     expect(await app.exited()).toBe(1);
     expect(app.output()).toContain("PORT: an integer from 1 to 65535");
     expect(app.output()).toContain("LAKE_URL: file:///path/to/dir or s3://bucket/prefix");
+    expect(app.output()).toContain("STATUS_INTERVAL_MS: 0 (off) or an integer from 1000 to 86400000");
   });
 });
 

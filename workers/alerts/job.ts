@@ -6,6 +6,7 @@ import type { Topics } from "../../lib/topics.ts";
 import type { ChainBatch } from "../chain/types.ts";
 import type { StreamJob } from "../runner.ts";
 import { matchingRules } from "../../lib/alert-rules.ts";
+import { alertsRaised } from "../../lib/metrics.ts";
 
 const encoder = new TextEncoder();
 
@@ -66,6 +67,7 @@ export function createAlertsJob(deps: { bus: Bus; topics: Topics; logger: Logger
       if (fresh.length > 0) await deps.bus.produce(deps.topics.alerts, fresh.map((a) => ({ key: a.key, value: encoder.encode(JSON.stringify(a)), timestamp: Date.parse(a.event_time) })));
       return () => {
         pending = new Map();
+        alertsRaised.inc({}, fresh.length);
       };
     },
   };

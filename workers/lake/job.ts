@@ -13,7 +13,7 @@ import { eventTableDefinition, eventTableOf } from "../../lib/lake/tables.ts";
 import type { ObjectStore } from "../../lib/lake/types.ts";
 import { writeTypeFiles } from "../../lib/lake/writer.ts";
 import type { Logger } from "../../lib/log.ts";
-import { lakeFlushFailures, lakeFlushRecords, lakeFlushSeconds, undecodableRecords } from "../../lib/metrics.ts";
+import { lakeFlushFailures, lakeFlushFiles, lakeFlushRecords, lakeFlushSeconds, undecodableRecords } from "../../lib/metrics.ts";
 import { recordRun } from "../../lib/store/runs.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { type ChainBatch, enrichedValue } from "../chain/types.ts";
@@ -208,6 +208,7 @@ export function createLakeJob(deps: { sql: Sql; store: ObjectStore; duck: Duck; 
       return () => {
         lakeFlushSeconds.observe({}, (Date.now() - startedAt.getTime()) / 1000);
         lakeFlushRecords.inc({}, records);
+        lakeFlushFiles.inc({}, files);
         for (const [type] of flushing) buffers.delete(type);
         buffered -= count;
         stats.written += records;

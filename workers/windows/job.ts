@@ -3,7 +3,7 @@ import type { Sql, Tx } from "../../lib/db/index.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Topics } from "../../lib/topics.ts";
 import { type AnyView, DEFAULT_LATENESS_MS, WINDOWS_JOB } from "../../lib/windows/views.ts";
-import { windowOpen } from "../../lib/metrics.ts";
+import { lateEvents, windowOpen, windowsFinalised } from "../../lib/metrics.ts";
 import { type ChainBatch, enrichedValue, sourceHeaders } from "../chain/types.ts";
 import type { StreamJob } from "../runner.ts";
 import { PartitionWindows, type RowId, type WindowRow } from "./engine.ts";
@@ -270,6 +270,8 @@ export function createWindowsJob(options: WindowsJobOptions): StreamJob & { stat
         processed = 0;
         for (const [p, snapshot] of snapshots) committedWatermarks.set(p, snapshot);
         windowOpen.set({}, openWindows());
+        windowsFinalised.inc({}, changes.reduce((n, c) => n + c.upserts.filter((row) => row.final).length, 0));
+        lateEvents.inc({}, late.length);
       };
     },
 
