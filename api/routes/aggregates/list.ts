@@ -9,7 +9,7 @@ import { CursorParamSchema, decodeCursor, encodeCursor, invalidParams, isCursorI
 
 const viewNames = [...views.keys()] as [string, ...string[]];
 
-const AggregateItemSchema = z
+export const AggregateItemSchema = z
   .object({
     view: z.enum(viewNames),
     key: z.string().openapi({ description: "`all`, or the view's key (page, user_id, sensor_id)", example: "sensor-0001" }),

@@ -13,7 +13,7 @@ import { invalidParams } from "../../query-params.ts";
 /** The body is read up to this many bytes: the SQL cap plus room for JSON escapes. */
 const MAX_QUERY_BODY_BYTES = 2 * MAX_SQL_BYTES;
 
-const QueryRequestSchema = z
+export const QueryRequestSchema = z
   .object({
     sql: z
       .string()
@@ -24,7 +24,7 @@ const QueryRequestSchema = z
   .strict()
   .openapi("LakeQuery");
 
-const QueryResultSchema = z
+export const QueryResultSchema = z
   .object({
     columns: z.array(z.object({ name: z.string(), type: z.string().openapi({ example: "BIGINT" }) })),
     rows: z.array(z.array(z.unknown())),
