@@ -9,7 +9,7 @@ export interface BatcherOptions {
   maxBatchRecords: number;
   /** Bytes waiting or in flight at most; past it `send` fails at once with BusUnavailableError. */
   maxPendingBytes: number;
-  /** Batches awaiting the bus at once; while that many are out, records gather for the next one. Default 2. */
+  /** Batches awaiting the bus at once; while that many are out, records gather for the next one. Default: see inFlightFor. */
   maxInFlight?: number;
 }
 
@@ -18,6 +18,15 @@ interface Waiting {
   resolve: (produced: ProducedRecord[]) => void;
   reject: (error: unknown) => void;
 }
+
+/**
+ * Kafka's producer thread sends one request at a time and merges what waits, so a second batch in flight
+ * would only wait in its queue, at the cost of a thread hop per batch (~30 µs while the thread is busy).
+ * With one, single-event ingest went from 18.5k to 20.4k requests/s (gateway CPU 57 -> 50 µs a request);
+ * batches of 1,000 were unchanged (216-224k events/s). The embedded bus writes on the caller's thread:
+ * two in flight let one batch gather while the other is written.
+ */
+const inFlightFor = (bus: Bus) => (bus.kind === "kafka" ? 1 : 2);
 
 /**
  * Coalesces the records of concurrent callers (requests) into bus batches. Each caller's promise
@@ -30,7 +39,7 @@ interface Waiting {
  * few, large batches.
  */
 export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) {
-  const maxInFlight = options.maxInFlight ?? 2;
+  let maxInFlight = options.maxInFlight;
   let queue: Waiting[] = [];
   let queuedRecords = 0;
   let pendingBytes = 0;
@@ -82,6 +91,7 @@ export function createBatcher(bus: Bus, topic: string, options: BatcherOptions) 
   };
 
   const schedule = () => {
+    maxInFlight ??= inFlightFor(bus);
     if (inFlight >= maxInFlight) return; // `settled` sends it
     scheduled = true;
     if (options.lingerMs > 0) timer = setTimeout(flush, options.lingerMs);

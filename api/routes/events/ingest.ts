@@ -110,7 +110,6 @@ export function registerIngest(app: OpenAPIHono<AppEnv>, deps: IngestRouteDeps) 
       if (!parsed.ok) return problem(c, parsed.status, parsed.detail);
       try {
         const result = await ingest(parsed.records, pathType, { types: eventTypes, batcher: deps.batcher, policy: config.ingest.eventTime });
-        if (result.accepted > 0) c.get("log").debug("ingested", { accepted: result.accepted, rejected: result.rejected });
         return c.json(result satisfies z.infer<typeof IngestResultSchema>, result.accepted > 0 ? 202 : 422);
       } catch (error) {
         if (error instanceof AppError && error.code.startsWith("bus_")) {
