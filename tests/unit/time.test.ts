@@ -47,3 +47,16 @@ describe("parseInstant", () => {
     expect(ms(null)).toContain("expected an ISO-8601 string");
   });
 });
+
+test("the canonical form (toISOString's) and the general path agree, invalid dates included", () => {
+  const canonical = ["2026-11-21T10:15:30.250Z", "2024-02-29T23:59:60.999Z", "2025-02-29T00:00:00.000Z", "0100-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "2026-13-01T00:00:00.000Z", "2026-04-31T00:00:00.000Z", "2026-01-01T24:00:00.000Z", "2026-01-01T00:00:61.000Z"];
+  for (const value of canonical) {
+    // The same instant with "+00:00" instead of "Z" takes the regex path.
+    const general = parseInstant(value.replace(/Z$/, "+00:00"));
+    const fast = parseInstant(value);
+    expect(fast.ok).toBe(general.ok);
+    if (fast.ok && general.ok) expect(fast.ms).toBe(general.ms);
+  }
+  expect(parseInstant("2026-11-21T10:15:30.250Z")).toEqual({ ok: true, ms: Date.parse("2026-11-21T10:15:30.250Z") });
+  expect(parseInstant("2024-02-29T23:59:60.999Z")).toEqual({ ok: true, ms: Date.parse("2024-03-01T00:00:00.999Z") });
+});
