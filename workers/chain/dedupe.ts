@@ -264,6 +264,23 @@ function blockLayout(n: number, flags: number) {
 export function decodeIds(ids: Uint8Array, each: (hi: number, lo: number, offset: number, time: number) => void): void {
   // Typed-array views need aligned bytes; the driver's buffer may start anywhere.
   const bytes = ids.byteOffset % 8 === 0 ? ids : new Uint8Array(ids);
+  for (const { at, n, baseOffset, baseTime, layout } of blocksOf(bytes)) {
+    const start = bytes.byteOffset + at;
+    const his = new Int32Array(bytes.buffer, start + layout.his, n);
+    const los = new Int32Array(bytes.buffer, start + layout.los, n);
+    const offsets = layout.flags & WIDE_OFFSETS ? new Float64Array(bytes.buffer, start + layout.offsets, n) : new Uint32Array(bytes.buffer, start + layout.offsets, n);
+    const times = layout.flags & WIDE_TIMES ? new Float64Array(bytes.buffer, start + layout.times, n) : new Uint32Array(bytes.buffer, start + layout.times, n);
+    for (let i = 0; i < n; i++) each(his[i] as number, los[i] as number, baseOffset + (offsets[i] as number), baseTime + (times[i] as number));
+  }
+}
+
+/** The number of ids in `ids` (block headers only); throws for what decodeIds would refuse. */
+export function countIds(ids: Uint8Array): number {
+  return blocksOf(ids).reduce((sum, block) => sum + block.n, 0);
+}
+
+/** The blocks of an ids column, checked for version and length. */
+function blocksOf(bytes: Uint8Array) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const blocks: { at: number; n: number; baseOffset: number; baseTime: number; layout: ReturnType<typeof blockLayout> }[] = [];
   for (let at = 0; at < bytes.byteLength; ) {
@@ -276,14 +293,7 @@ export function decodeIds(ids: Uint8Array, each: (hi: number, lo: number, offset
     blocks.push({ at, n, baseOffset: view.getFloat64(at + 8, true), baseTime: view.getFloat64(at + 16, true), layout });
     at += layout.length;
   }
-  for (const { at, n, baseOffset, baseTime, layout } of blocks) {
-    const start = bytes.byteOffset + at;
-    const his = new Int32Array(bytes.buffer, start + layout.his, n);
-    const los = new Int32Array(bytes.buffer, start + layout.los, n);
-    const offsets = layout.flags & WIDE_OFFSETS ? new Float64Array(bytes.buffer, start + layout.offsets, n) : new Uint32Array(bytes.buffer, start + layout.offsets, n);
-    const times = layout.flags & WIDE_TIMES ? new Float64Array(bytes.buffer, start + layout.times, n) : new Uint32Array(bytes.buffer, start + layout.times, n);
-    for (let i = 0; i < n; i++) each(his[i] as number, los[i] as number, baseOffset + (offsets[i] as number), baseTime + (times[i] as number));
-  }
+  return blocks;
 }
 
 /** The ids of one partition: an open-addressing table keyed by (hash, generation), and the ranges read since the last persist. */
@@ -445,6 +455,11 @@ class PartitionState {
     return repeat;
   }
 
+  /** Grows the table at once so that `more` entries fit within the load limit. */
+  reserve(more: number) {
+    if (this.entries + more > this.capacity * MAX_LOAD) this.rebuild(Math.ceil((this.entries + more) / TARGET_LOAD), this.offsetBase);
+  }
+
   /**
    * Re-inserts the kept entries into a table sized for them (at least `capacity` slots) with offsets
    * relative to `offsetBase`: the table grows, sheds dropped entries, or rebases its offsets.
@@ -597,6 +612,16 @@ export class DedupeState {
    */
   load(partition: number, rows: readonly SegmentRow[]): number | undefined {
     const state = this.state(partition);
+    // Sized once for every id to come rather than doubled on the way (each doubling re-inserts them all).
+    let incoming = 0;
+    for (const row of rows) {
+      try {
+        incoming += countIds(row.ids);
+      } catch {
+        // decodeIds below says why
+      }
+    }
+    state.reserve(incoming);
     const readable: SegmentRow[] = [];
     for (const row of rows) {
       try {
