@@ -132,8 +132,9 @@ function render(transcript: string): string[] {
 test("on a terminal, bun run demo keeps one live status line that log lines never garble; Ctrl-C prints the summary", async () => {
   const columns = 100;
   const port = freePort();
-  // A real pseudo-terminal of 100 columns (util-linux script); Ctrl-C is typed into it.
-  const child = Bun.spawn(["script", "-q", "-e", "-c", `stty cols ${columns} rows 40; exec bun run start.ts --demo`, "/dev/null"], {
+  // A real pseudo-terminal of 100 columns (util-linux script); Ctrl-C is typed into it. `bun run demo` as a
+  // person types it: the script runs under a bun wrapper, so one Ctrl-C reaches the process twice.
+  const child = Bun.spawn(["script", "-q", "-e", "-c", `stty cols ${columns} rows 40; exec bun run demo`, "/dev/null"], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", TERM: "xterm-256color", LOG_LEVEL: "info", DATA_DIR: `${scratch.path}/tty`, PORT: String(port) },
     stdin: "pipe",
