@@ -9,6 +9,8 @@
  *       load-generator processes (2 bun processes, 32 keep-alive connections each: 64 in all), closed loop and
  *       open loop at half its rate: requests/s, p50/p99 and the gateway's CPU per request (CPU µs of the
  *       gateway process / requests), so that the driver's own CPU does not share the gateway's process
+ *   phase "peer_bare_bun_serve"  the same clients against a bare Bun.serve (reads and parses the body, answers
+ *       202) in its own process: this box's HTTP ceiling for them, and our single-event rate over it
  *   phase "peer_java_producer"  Kafka's own Java producer (org.apache.kafka.tools.ProducerPerformance from
  *       kafka-tools, acks=all, idempotent) writing records of our envelope's size into a fresh topic with as
  *       many partitions as events.raw: records/s
@@ -194,14 +196,14 @@ async function run(env: Record<string, string>, databaseUrl: string) {
   }
 
   /** One event per request from CLIENT_PROCESSES bun processes; `rate` undefined: closed loop, else requests/s in all. */
-  async function clientsPhase(rate: number | undefined, durationMs: number) {
+  async function clientsPhase(rate: number | undefined, durationMs: number, target: { url: string; pid: number } = { url, pid: gateway.pid }) {
     const startAt = Date.now() + 1_500;
     const mode = rate === undefined ? "closed" : String(rate / CLIENT_PROCESSES);
     const procs = Array.from({ length: CLIENT_PROCESSES }, () =>
-      Bun.spawn(["bun", import.meta.path, "--client", url, String(startAt), String(durationMs), mode], { stdout: "pipe", stderr: "inherit" }),
+      Bun.spawn(["bun", import.meta.path, "--client", target.url, String(startAt), String(durationMs), mode], { stdout: "pipe", stderr: "inherit" }),
     );
     await Bun.sleep(Math.max(0, startAt - Date.now()));
-    const before = { gateway: cpuSeconds(gateway.pid), kafka: kafkaCpu() };
+    const before = { gateway: cpuSeconds(target.pid), kafka: kafkaCpu() };
     const started = performance.now();
     const outputs = await Promise.all(procs.map(async (p) => {
       const text = await new Response(p.stdout).text();
@@ -209,7 +211,7 @@ async function run(env: Record<string, string>, databaseUrl: string) {
       return JSON.parse(text.trim().split("\n").at(-1) ?? "{}") as { seconds: number; cpu_s: number; latencies: number[] };
     }));
     const seconds = (performance.now() - started) / 1000;
-    const after = { gateway: cpuSeconds(gateway.pid), kafka: kafkaCpu() };
+    const after = { gateway: cpuSeconds(target.pid), kafka: kafkaCpu() };
     const latencies = outputs.flatMap((o) => o.latencies).sort((a, b) => a - b);
     const clientSeconds = Math.max(...outputs.map((o) => o.seconds));
     const gatewayCpu = after.gateway - before.gateway;
@@ -225,7 +227,7 @@ async function run(env: Record<string, string>, databaseUrl: string) {
         kafka: Math.round(((after.kafka - before.kafka) / seconds) * 100),
         clients: Math.round((outputs.reduce((s, o) => s + o.cpu_s, 0) / clientSeconds) * 100),
       },
-      gateway: memoryMb(gateway.pid),
+      gateway: memoryMb(target.pid),
     };
   }
 
@@ -246,6 +248,24 @@ async function run(env: Record<string, string>, databaseUrl: string) {
     const halfRate = Math.max(2, Math.round(clientsPeak.requests_per_s / 2));
     const clientsHalf = await clientsPhase(halfRate, DURATION_MS);
     console.log(JSON.stringify({ bench: "ingest", phase: "single_event_clients_half_peak", target_requests_per_s: halfRate, ...clientsHalf }));
+
+    // The HTTP ceiling of this box for the same clients: a bare Bun.serve that reads and parses the body
+    // and answers 202, in its own process like the gateway.
+    const barePort = port + 1;
+    const bare = Bun.spawn(["bun", import.meta.path, "--bare-server", String(barePort)], { stdout: "ignore", stderr: "inherit" });
+    try {
+      const bareUrl = `http://127.0.0.1:${barePort}/v1/events`;
+      for (let i = 0; !(await fetch(bareUrl, { method: "POST", body: "{}" }).catch(() => undefined))?.ok; i++) {
+        if (i > 100) throw new Error("bare Bun.serve did not start");
+        await Bun.sleep(50);
+      }
+      await clientsPhase(undefined, Math.min(3_000, DURATION_MS), { url: bareUrl, pid: bare.pid }); // warm-up
+      const barePeak = await clientsPhase(undefined, DURATION_MS, { url: bareUrl, pid: bare.pid });
+      console.log(JSON.stringify({ bench: "ingest", phase: "peer_bare_bun_serve", ...barePeak, gateway_over_bare: Math.round((clientsPeak.requests_per_s / barePeak.requests_per_s) * 1000) / 1000 }));
+    } finally {
+      bare.kill("SIGTERM");
+      await bare.exited;
+    }
   } finally {
     gateway.kill("SIGTERM");
     await gateway.exited;
@@ -330,6 +350,20 @@ function envelopeBytes(): number {
   return Math.round(total / events.length);
 }
 
+/** `bun bench/ingest.ts --bare-server <port>`: the peer of the single-event phases (reads and parses the body, answers 202). */
+function bareServer(port: number) {
+  Bun.serve({
+    port,
+    hostname: "127.0.0.1",
+    async fetch(request) {
+      const event = JSON.parse(await request.text()) as unknown;
+      return Response.json({ accepted: event === null ? 0 : 1, rejected: 0, event_ids: [Bun.randomUUIDv7()], errors: [] }, { status: 202 });
+    },
+  });
+}
+
 const clientAt = process.argv.indexOf("--client");
+const bareAt = process.argv.indexOf("--bare-server");
 if (clientAt >= 0) await client(process.argv.slice(clientAt + 1));
+else if (bareAt >= 0) bareServer(Number(process.argv[bareAt + 1]));
 else await main();

@@ -4,7 +4,8 @@
 # else the ones scripts/services.sh starts on loopback (with them a Kafka 3.9 broker, KAFKA_BROKERS_39, that the
 # bus contract suite also runs against). A service that cannot start fails the run.
 # The dashboard test needs Debian's Chromium; scripts/chromium.sh installs it when missing. The fuzz test
-# needs schemathesis; scripts/python-venv.sh installs it (pinned) into a cached virtualenv.
+# needs schemathesis; scripts/python-venv.sh installs it (pinned) into a cached virtualenv. The compose test
+# checks docker-compose.yml with Docker Compose v2 itself; scripts/compose.sh builds it (pinned) once and caches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 services_dir=${DEVPIPE_SERVICES_DIR:-${TMPDIR:-/tmp}/devpipe-services}
@@ -21,6 +22,8 @@ fi
 bash scripts/chromium.sh
 DEVPIPE_VENV=$(bash scripts/python-venv.sh)
 export DEVPIPE_VENV
+DEVPIPE_COMPOSE=$(bash scripts/compose.sh)
+export DEVPIPE_COMPOSE
 bun run typecheck
 
 export NODE_ENV=test
