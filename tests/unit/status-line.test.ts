@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createLogger } from "../../lib/log.ts";
+import { waitFor } from "../support/wait.ts";
 import { alertsRaised, deadRecords, deltaCommits, ingestEvents, lakeFlushFiles, lateEvents, windowsFinalised } from "../../lib/metrics.ts";
 import {
   figuresOf,
@@ -188,8 +189,9 @@ describe("the driver", () => {
     logger.warn("before the first draw");
     expect(screen).toEqual([logs[0] ?? "missing"]);
     ingestEvents.inc({ type: "sensor.reading", status: "accepted" }, 10);
-    await Bun.sleep(LIVE_REFRESH_MS + 200);
-    const drawn = screen.at(-1) ?? "";
+    // The first draw is due after LIVE_REFRESH_MS; a loaded box may fire the timer late.
+    await waitFor(() => screen.some((text) => text.startsWith(CLEAR)), { timeoutMs: LIVE_REFRESH_MS + 10_000, what: "the first draw" });
+    const drawn = screen.findLast((text) => text.startsWith(CLEAR)) ?? "";
     expect(drawn).toStartWith(CLEAR);
     expect(drawn).toMatch(/^\r\x1b\[2K[\d.]+ events\/s \| accepted [\d,]+ rejected [\d,]+ \| .* \| lag 42 \| late \d+ \| dead \d+$/);
     expect(lagAsked).toBeGreaterThanOrEqual(2);
@@ -229,7 +231,7 @@ describe("the driver", () => {
     const screen: string[] = [];
     ({ stop } = startStatusLine({ tty: false, columns: () => 80, write: (text) => screen.push(text), writeLog: (line) => screen.push(line), logger, intervalMs: 300, lag: async () => 7 }));
     ingestEvents.inc({ type: "sensor.reading", status: "accepted" }, 30);
-    await Bun.sleep(700);
+    await waitFor(() => lines.length >= 2, { timeoutMs: 10_000, what: "two status lines" });
     stop?.();
     const count = lines.length;
     expect(count).toBeGreaterThanOrEqual(2);
