@@ -193,7 +193,7 @@ describe("the driver", () => {
     await waitFor(() => screen.some((text) => text.startsWith(CLEAR)), { timeoutMs: LIVE_REFRESH_MS + 10_000, what: "the first draw" });
     const drawn = screen.findLast((text) => text.startsWith(CLEAR)) ?? "";
     expect(drawn).toStartWith(CLEAR);
-    expect(drawn).toMatch(/^\r\x1b\[2K[\d.]+ events\/s \| accepted [\d,]+ rejected [\d,]+ \| .* \| lag 42 \| late \d+ \| dead \d+$/);
+    expect(drawn).toMatch(/^\r\x1b\[2K[\d.]+ events\/s \| accepted [\d,]+ rejected [\d,]+ \| .* \| lag 42 \| late [\d,]+ \| dead [\d,]+$/);
     expect(lagAsked).toBeGreaterThanOrEqual(2);
     screen.length = 0;
     logger.error("while the line is shown", { n: 1 });
