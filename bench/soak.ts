@@ -195,13 +195,14 @@ function diskBytes(path: string, skip?: string): number {
   return total;
 }
 
-const PARTS = ["bus", "pg", "wal", "lake", "total"] as const;
+/** `dedupe`: the dedupe state's frozen files (DEDUPE_SPILL_DIR, DATA_DIR/tmp by default). */
+const PARTS = ["bus", "pg", "wal", "lake", "dedupe", "total"] as const;
 type Part = (typeof PARTS)[number];
 
 function diskMb(dir: string): Record<Part, number> {
   const mb = (bytes: number) => bytes / 1024 / 1024;
   const wal = join(dir, "pg", "pg_wal");
-  return { bus: mb(diskBytes(join(dir, "bus"))), pg: mb(diskBytes(join(dir, "pg"), wal)), wal: mb(diskBytes(wal)), lake: mb(diskBytes(join(dir, "lake"))), total: mb(diskBytes(dir)) };
+  return { bus: mb(diskBytes(join(dir, "bus"))), pg: mb(diskBytes(join(dir, "pg"), wal)), wal: mb(diskBytes(wal)), lake: mb(diskBytes(join(dir, "lake"))), dedupe: mb(diskBytes(join(dir, "tmp"))), total: mb(diskBytes(dir)) };
 }
 
 /** Free space (MB) of the file system holding `dir`: the run stops before it fills the disk. */

@@ -103,6 +103,13 @@ export const envSchema = z.object({
    * its first arrival (longer for types a view reads: their window span plus grace).
    */
   DEDUPE_HORIZON_S: optional(integer(1, 30 * 86_400)).default(3_600),
+  /**
+   * Ids of the dedupe state kept in memory per partition and horizon class; the rest of the horizon is
+   * frozen to files in DEDUPE_SPILL_DIR (about 1.3 bytes of memory an id). 0: all in memory.
+   */
+  DEDUPE_HOT_IDS: optional(integer(0, 2_097_152).refine((n) => n === 0 || n >= 1_024, "0 (all in memory) or an integer from 1024 to 2097152")).default(262_144),
+  /** Where the dedupe state's frozen files go (a directory per process, removed when it exits). Default: DATA_DIR/tmp. */
+  DEDUPE_SPILL_DIR: optional(z.string().min(1)),
   /** `off`: the workers do not produce events.enriched (it only serves consumers outside the pipeline). */
   ENRICHED_TOPIC: optional(z.enum(["on", "off"])).default("on"),
   /**
@@ -175,6 +182,8 @@ export interface Config {
   accessLog: boolean;
   watermarkIdleTimeoutMs: number;
   dedupeHorizonMs: number;
+  /** Undefined: the dedupe state stays in memory. */
+  dedupeSpill: { directory: string; hotLimit: number } | undefined;
   enrichedTopic: boolean;
   lakeSink: { flushIntervalMs: number; flushMaxRecords: number; compactIntervalMs: number; compactAfterMs: number; retentionMs: number };
   query: { timeoutMs: number; maxRows: number; maxBytes: number; maxConcurrent: number; maxQueued: number; queueTimeoutMs: number };
@@ -232,6 +241,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accessLog: e.ACCESS_LOG === "1",
     watermarkIdleTimeoutMs: e.WATERMARK_IDLE_TIMEOUT_MS,
     dedupeHorizonMs: e.DEDUPE_HORIZON_S * 1000,
+    dedupeSpill: e.DEDUPE_HOT_IDS === 0 ? undefined : { directory: resolve(e.DEDUPE_SPILL_DIR ?? resolve(dataDir, "tmp")), hotLimit: e.DEDUPE_HOT_IDS },
     enrichedTopic: e.ENRICHED_TOPIC === "on",
     lakeSink: { flushIntervalMs: e.LAKE_FLUSH_INTERVAL_MS, flushMaxRecords: e.LAKE_FLUSH_MAX_RECORDS, compactIntervalMs: e.LAKE_COMPACT_INTERVAL_MS, compactAfterMs: e.LAKE_COMPACT_AFTER_S * 1000, retentionMs: e.LAKE_RETENTION_S * 1000 },
     query: { timeoutMs: e.QUERY_TIMEOUT_MS, maxRows: e.QUERY_MAX_ROWS, maxBytes: e.QUERY_MAX_BYTES, maxConcurrent: e.QUERY_MAX_CONCURRENT, maxQueued: e.QUERY_MAX_QUEUED, queueTimeoutMs: e.QUERY_QUEUE_TIMEOUT_MS },

@@ -85,12 +85,13 @@ export async function runChain(operators: { job: StreamJob; options?: RunnerOpti
   if (operators.some((o) => o.job.input !== topic)) throw new Error("chained operators must share their input topic");
   const logger = services.logger.child({ chain: operators.map((o) => o.job.name).join("+") });
   const dims = await createDimsCache(services.db.sql, logger);
-  const repeats = createRepeats({ sql: services.db.sql, topic, defaultHorizonMs: services.config.dedupeHorizonMs, logger });
+  const repeats = createRepeats({ sql: services.db.sql, topic, defaultHorizonMs: services.config.dedupeHorizonMs, logger, spill: services.config.dedupeSpill });
   const chain = createChain({ bus: services.bus, topic, group, operators: operators.length, dims, repeats, logger });
   const running = await Promise.all(operators.map(({ job, options }) => runJob(job, chain, services, options)));
   return async () => {
     await chain.stop();
     await Promise.all(running.map((r) => r.stop()));
+    repeats.close();
     dims.close();
   };
 }

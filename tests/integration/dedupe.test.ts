@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
 import { connectPostgres, type Db, startPglite } from "../../lib/db/index.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { createLogger } from "../../lib/log.ts";
@@ -145,6 +146,47 @@ for (const implementation of implementations) {
       const coverage = await third.assigned([0]);
       expect(coverage.get(0)).toBe(1_600);
       expect(answers(third, logs[0]?.slice(1_500) ?? [])).toEqual(expected[0]?.slice(1_500) ?? []);
+    });
+
+    test("a state spilling to disk persists and loads the same rows and answers the same; close deletes its files", async () => {
+      const topic = newTopic();
+      const logs = [makeLog(0, 1_600), makeLog(1, 1_600)];
+      const expected = logs.map(oracle);
+      const directory = tempDir("devpipe-dedupe-spill-");
+      const files = () => readdirSync(directory.path);
+      try {
+        const spill = { directory: directory.path, hotLimit: 50 };
+        const first = createDedupe({ sql: db.sql, topic, horizonMs: HORIZON, logger: quiet, spill });
+        expect(await first.assigned([0, 1])).toEqual(new Map());
+        logs.forEach((log, p) => expect(answers(first, log.slice(0, 1_200))).toEqual(expected[p]?.slice(0, 1_200) ?? []));
+        await first.persist();
+        // Most of the ids are frozen in files, a table of at most 50 each aside.
+        expect(files().length).toBeGreaterThan(20);
+        expect(first.size()).toBeGreaterThan(1_000);
+        first.close();
+        expect(files()).toEqual([]);
+        expect(first.size()).toBe(0);
+
+        // Another instance, spilling too, loads the rows (frozen again as they come) and answers the same.
+        const second = createDedupe({ sql: db.sql, topic, horizonMs: HORIZON, logger: quiet, spill });
+        expect(await second.assigned([0, 1])).toEqual(
+          new Map([
+            [0, 1_200],
+            [1, 1_200],
+          ]),
+        );
+        expect(files().length).toBeGreaterThan(20);
+        logs.forEach((log, p) => expect(answers(second, log.slice(1_150))).toEqual(expected[p]?.slice(1_150) ?? []));
+        await second.persist();
+        // And what a spilling state wrote, one in memory reads.
+        const third = createDedupe({ sql: db.sql, topic, horizonMs: HORIZON, logger: quiet });
+        expect((await third.assigned([0])).get(0)).toBe(1_600);
+        expect(answers(third, logs[0]?.slice(1_400) ?? [])).toEqual(expected[0]?.slice(1_400) ?? []);
+        second.close();
+        expect(files()).toEqual([]);
+      } finally {
+        directory.remove();
+      }
     });
 
     test("per type: a type a day-long view reads is judged over its view's span, others over the default horizon", async () => {

@@ -61,6 +61,14 @@ describe("loadConfig", () => {
     expect(error.message).toContain("PORT: an integer from 1 to 65535");
   });
 
+  test("the dedupe state spills past DEDUPE_HOT_IDS ids to DEDUPE_SPILL_DIR (DATA_DIR/tmp); 0 keeps it in memory", () => {
+    expect(loadConfig({}).dedupeSpill).toEqual({ directory: resolve("./data/tmp"), hotLimit: 262_144 });
+    expect(loadConfig({ DATA_DIR: "/srv/pipe", DEDUPE_HOT_IDS: "4096" }).dedupeSpill).toEqual({ directory: "/srv/pipe/tmp", hotLimit: 4_096 });
+    expect(loadConfig({ DEDUPE_SPILL_DIR: "/var/tmp/spill" }).dedupeSpill?.directory).toBe("/var/tmp/spill");
+    expect(loadConfig({ DEDUPE_HOT_IDS: "0" }).dedupeSpill).toBeUndefined();
+    for (const value of ["100", "3000000", "-1"]) expect(failure({ DEDUPE_HOT_IDS: value }).issues[0]?.variable).toBe("DEDUPE_HOT_IDS");
+  });
+
   test("services mode without DATABASE_URL names DATABASE_URL", () => {
     expect(failure({ KAFKA_BROKERS: "localhost:9092" }).issues).toEqual([{ variable: "DATABASE_URL", message: expect.stringContaining("required when KAFKA_BROKERS is set") }]);
   });

@@ -1,5 +1,7 @@
 import type { Sql } from "../../lib/db/index.ts";
 import type { Logger } from "../../lib/log.ts";
+import { join } from "node:path";
+import { MAX_RUN_ENTRIES, probed, Run } from "./dedupe-runs.ts";
 
 /**
  * The chain's dedupe step: is a record of events.raw a repeat (a client retry) of an earlier event_id?
@@ -64,6 +66,8 @@ export interface DedupeOptions {
   topic: string;
   horizonMs: number;
   logger: Logger;
+  /** Undefined: every id of the horizon stays in memory. */
+  spill?: SpillOptions;
 }
 
 export interface Dedupe {
@@ -85,11 +89,24 @@ export interface Dedupe {
   persist(): Promise<void>;
   /** Forgets partitions no longer owned (after a final persist the caller does before). */
   revoked(partitions: number[]): void;
-  /** Entries held in memory, for metrics and tests. */
+  /** Forgets every partition and deletes their frozen files (the chain stopped). */
+  close(): void;
+  /** Entries held (in memory and frozen on disk), for metrics and tests. */
   size(): number;
   /** Bytes of the tables and of the ranges not yet persisted (metrics). */
   bytes(): number;
 }
+
+/**
+ * Spilling: the table holds at most `hotLimit` ids; past that its entries are frozen into runs in
+ * `directory` (workers/chain/dedupe-runs.ts), so memory stays flat whatever the horizon holds.
+ */
+export interface SpillOptions {
+  directory: string;
+  hotLimit: number;
+}
+
+let statesMade = 0;
 
 /** The horizon, in generations. */
 export const HORIZON_GENERATIONS = 8;
@@ -319,8 +336,14 @@ class PartitionState {
   lastSegmentEntries = 0;
   /** Newest max_time persisted or loaded, ms: the purge keeps the rows within the horizon of it. */
   persistedMaxTime = Number.NEGATIVE_INFINITY;
+  /** Entries frozen out of the table onto disk (spilling only), oldest first. */
+  runs: Run[] = [];
+  private runsWritten = 0;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly spill: { directory: string; hotLimit: number; name: string } | undefined,
+  ) {}
 
   relativeGeneration(generation: number): number {
     if (Number.isNaN(this.generationBase)) this.generationBase = generation - GENERATION_ORIGIN;
@@ -359,6 +382,10 @@ class PartitionState {
     if (minKept <= this.minKept) return;
     this.minKept = minKept;
     if (this.entries > 0) this.sweepLeft = this.capacity;
+    if (this.runs.some((run) => run.maxGeneration < minKept)) {
+      for (const run of this.runs) if (run.maxGeneration < minKept) run.delete();
+      this.runs = this.runs.filter((run) => run.maxGeneration >= minKept);
+    }
   }
 
   /**
@@ -438,6 +465,15 @@ class PartitionState {
       if (++i === capacity) i = 0;
       at = i << 2;
     }
+    // The frozen entries count as the table's do; an entry there at this offset or before is remembered already.
+    let frozenOwn = Number.POSITIVE_INFINITY;
+    for (const run of this.runs) {
+      // A run of newer generations only still counts: an earlier copy with a later time is a repeat too.
+      if (run.maxGeneration < horizonStart || !run.mayHold(hi, lo)) continue;
+      run.probe(hi, lo, horizonStart, generation);
+      if (probed.earliest < offset) repeat = true;
+      if (probed.own < frozenOwn) frozenOwn = probed.own;
+    }
     if (generation < this.minKept) return repeat;
     if (own >= 0) {
       if (delta < (slots[own + 3] as number) >>> 0) {
@@ -446,18 +482,79 @@ class PartitionState {
       }
       return repeat;
     }
+    if (frozenOwn <= offset) return repeat;
     slots[at] = hi;
     slots[at + 1] = lo;
     slots[at + 2] = generation;
     slots[at + 3] = delta | 0;
     segment?.add(hi, lo, offset, time);
     if (++this.entries > capacity * MAX_LOAD) this.rebuild(0, this.offsetBase);
+    if (this.spill && this.entries >= this.spill.hotLimit) this.freeze(this.spill);
     return repeat;
   }
 
-  /** Grows the table at once so that `more` entries fit within the load limit. */
+  /** Grows the table at once so that `more` entries fit within the load limit (within the hot limit when spilling). */
   reserve(more: number) {
-    if (this.entries + more > this.capacity * MAX_LOAD) this.rebuild(Math.ceil((this.entries + more) / TARGET_LOAD), this.offsetBase);
+    const wanted = this.spill ? Math.min(this.entries + more, this.spill.hotLimit) : this.entries + more;
+    if (wanted > this.capacity * MAX_LOAD) this.rebuild(Math.ceil(wanted / TARGET_LOAD), this.offsetBase);
+  }
+
+  /**
+   * Moves the table's kept entries into a new run on disk and empties the table, keeping its size: the
+   * table holds at most `hotLimit` entries, the runs the rest of the horizon.
+   */
+  private freeze(spill: { directory: string; name: string }) {
+    const slots = this.slots;
+    const n = Math.min(this.entries, MAX_RUN_ENTRIES);
+    // The run's entries are laid out as the table's slots are, offsets relative to the same base.
+    const entries = new Int32Array(n * STRIDE);
+    let k = 0;
+    for (let at = 0; at < slots.length && k < n; at += STRIDE) {
+      const g = slots[at + 2] as number;
+      if (g === EMPTY || g < this.minKept) continue;
+      entries.set(slots.subarray(at, at + STRIDE), k * STRIDE);
+      k++;
+    }
+    if (k > 0) this.runs.push(Run.write(join(spill.directory, `${spill.name}-${this.runsWritten++}.run`), k, entries, this.offsetBase));
+    slots.fill(0);
+    this.entries = 0;
+    this.cursor = 0;
+    this.sweepLeft = 0;
+  }
+
+  /**
+   * Freezes loaded entries (parallel columns, offsets absolute) straight into runs, without the table: an
+   * id in several rows is then in several entries, which answers the same (a lookup takes the earliest).
+   */
+  freezeLoaded(spill: { directory: string; name: string }, n: number, his: Int32Array, los: Int32Array, generations: Int32Array, offsets: Float64Array) {
+    for (let from = 0; from < n; ) {
+      // A run's offsets lie within 2^32 of each other: a chunk ends before one that would not.
+      let low = offsets[from] as number;
+      let high = low;
+      let to = from + 1;
+      while (to < n && to - from < MAX_RUN_ENTRIES) {
+        const offset = offsets[to] as number;
+        if (Math.max(high, offset) - Math.min(low, offset) >= OFFSET_SPAN) break;
+        low = Math.min(low, offset);
+        high = Math.max(high, offset);
+        to++;
+      }
+      const entries = new Int32Array((to - from) * STRIDE);
+      for (let i = from, at = 0; i < to; i++, at += STRIDE) {
+        entries[at] = his[i] as number;
+        entries[at + 1] = los[i] as number;
+        entries[at + 2] = generations[i] as number;
+        entries[at + 3] = ((offsets[i] as number) - low) | 0;
+      }
+      this.runs.push(Run.write(join(spill.directory, `${spill.name}-${this.runsWritten++}.run`), to - from, entries, low));
+      from = to;
+    }
+  }
+
+  /** Deletes the runs' files (the partition is no longer owned). */
+  close() {
+    for (const run of this.runs) run.delete();
+    this.runs = [];
   }
 
   /**
@@ -567,19 +664,22 @@ function concat(all: Uint8Array[]): Uint8Array {
 export class DedupeState {
   readonly generationMs: number;
   private readonly partitions = new Map<number, PartitionState>();
+  private readonly name = `dedupe${++statesMade}`;
 
   constructor(
     horizonMs: number,
     private readonly logger: Logger,
+    private readonly spill?: SpillOptions,
   ) {
     if (!(horizonMs > 0)) throw new RangeError(`dedupe horizon must be positive, got ${horizonMs}`);
+    if (spill && !(Number.isInteger(spill.hotLimit) && spill.hotLimit >= 1 && spill.hotLimit <= MAX_RUN_ENTRIES)) throw new RangeError(`dedupe hot limit must be 1 to ${MAX_RUN_ENTRIES} ids, got ${spill.hotLimit}`);
     this.generationMs = generationMs(horizonMs);
   }
 
   private state(partition: number): PartitionState {
     let state = this.partitions.get(partition);
     if (!state) {
-      state = new PartitionState(this.logger);
+      state = new PartitionState(this.logger, this.spill && { ...this.spill, name: `${this.name}-p${partition}` });
       this.partitions.set(partition, state);
     }
     return state;
@@ -621,13 +721,31 @@ export class DedupeState {
         // decodeIds below says why
       }
     }
-    state.reserve(incoming);
+    const spill = this.spill && { ...this.spill, name: `${this.name}-p${partition}` };
+    // Spilling, the ids go to runs at once (the table would only freeze them on the way).
+    const loaded = spill && { n: 0, his: new Int32Array(incoming), los: new Int32Array(incoming), generations: new Int32Array(incoming), offsets: new Float64Array(incoming) };
+    if (!loaded) state.reserve(incoming);
     const readable: SegmentRow[] = [];
     for (const row of rows) {
       try {
-        decodeIds(row.ids, (hi, lo, offset, time) => {
-          state.remember(hi, lo, state.relativeGeneration(Math.floor(time / this.generationMs)), offset, time, undefined);
-        });
+        if (loaded) {
+          const before = loaded.n;
+          try {
+            decodeIds(row.ids, (hi, lo, offset, time) => {
+              const at = loaded.n++;
+              loaded.his[at] = hi;
+              loaded.los[at] = lo;
+              loaded.generations[at] = state.relativeGeneration(Math.floor(time / this.generationMs));
+              loaded.offsets[at] = offset;
+            });
+          } catch (error) {
+            loaded.n = before;
+            throw error;
+          }
+        } else
+          decodeIds(row.ids, (hi, lo, offset, time) => {
+            state.remember(hi, lo, state.relativeGeneration(Math.floor(time / this.generationMs)), offset, time, undefined);
+          });
       } catch (error) {
         this.logger.warn("dedupe row unreadable; its range is read again", { partition, from: row.from_offset, to: row.to_offset, error });
         continue;
@@ -635,6 +753,7 @@ export class DedupeState {
       readable.push(row);
       state.persistedMaxTime = Math.max(state.persistedMaxTime, row.max_time);
     }
+    if (loaded && spill) state.freezeLoaded(spill, loaded.n, loaded.his, loaded.los, loaded.generations, loaded.offsets);
     return coverageOf(readable);
   }
 
@@ -668,20 +787,30 @@ export class DedupeState {
   }
 
   revoked(partitions: readonly number[]) {
-    for (const p of partitions) this.partitions.delete(p);
+    for (const p of partitions) {
+      this.partitions.get(p)?.close();
+      this.partitions.delete(p);
+    }
   }
 
+  close() {
+    this.revoked([...this.partitions.keys()]);
+  }
+
+  /** Entries held, in the table and frozen on disk. */
   size(): number {
     let size = 0;
-    for (const state of this.partitions.values()) size += state.entries;
+    for (const state of this.partitions.values()) size += state.entries + state.runs.reduce((sum, run) => sum + run.entries, 0);
     return size;
   }
 
+  /** Bytes of memory held: the tables, the ranges not yet persisted, and what the runs keep to find their pages. */
   bytes(): number {
     let bytes = 0;
     for (const state of this.partitions.values()) {
       bytes += state.slots.byteLength;
       for (const segment of state.segments) bytes += segment.entries.byteLength;
+      for (const run of state.runs) bytes += run.bytes();
     }
     return bytes;
   }
@@ -689,7 +818,7 @@ export class DedupeState {
 
 export function createDedupe(options: DedupeOptions): Dedupe {
   const { sql, topic, logger } = options;
-  const state = new DedupeState(options.horizonMs, logger);
+  const state = new DedupeState(options.horizonMs, logger, options.spill);
   let lastPurge = Number.NEGATIVE_INFINITY;
   let purgeBacklog = false;
   let failuresInARow = 0;
@@ -777,6 +906,7 @@ export function createDedupe(options: DedupeOptions): Dedupe {
       return queue;
     },
     revoked: (partitions) => state.revoked(partitions),
+    close: () => state.close(),
     size: () => state.size(),
     bytes: () => state.bytes(),
   };

@@ -4,6 +4,7 @@ import type { Logger } from "../../lib/log.ts";
 import { dedupeIds, dedupeTableBytes } from "../../lib/metrics.ts";
 import { dedupeHorizonMs } from "../../lib/windows/views.ts";
 import { createDedupe, type Dedupe } from "./dedupe.ts";
+import { createSpillDirectory } from "./dedupe-runs.ts";
 
 /**
  * The chain's dedupe step over every event type. A type's horizon is DEDUPE_HORIZON_S, or longer when a
@@ -21,15 +22,26 @@ export interface Repeats {
   pass(partition: number, offset: number, time: number): void;
   persist(): Promise<void>;
   revoked(partitions: number[]): void;
+  /** Forgets every partition and removes the frozen files (the chain stopped). */
+  close(): void;
   size(): number;
 }
 
-export function createRepeats(options: { sql: Sql; topic: string; defaultHorizonMs: number; logger: Logger }): Repeats {
+export function createRepeats(options: {
+  sql: Sql;
+  topic: string;
+  defaultHorizonMs: number;
+  logger: Logger;
+  /** Undefined: the states keep every id in memory; else a directory of the chain's own is made under `directory`. */
+  spill?: { directory: string; hotLimit: number };
+}): Repeats {
+  const spillDirectory = options.spill && createSpillDirectory(options.spill.directory);
+  const spill = options.spill && spillDirectory && { directory: spillDirectory.path, hotLimit: options.spill.hotLimit };
   const horizonOf = (type: string) => Math.max(options.defaultHorizonMs, dedupeHorizonMs(type) ?? 0);
   const horizons = [...new Set([options.defaultHorizonMs, ...[...eventTypes.keys()].map(horizonOf)])].sort((a, b) => a - b);
   // The default class keeps the topic's own rows; a longer one is persisted under a key of its own.
   const states: Dedupe[] = horizons.map((horizonMs) =>
-    createDedupe({ sql: options.sql, topic: horizonMs === options.defaultHorizonMs ? options.topic : `${options.topic}~${horizonMs}ms`, horizonMs, logger: options.logger }),
+    createDedupe({ sql: options.sql, topic: horizonMs === options.defaultHorizonMs ? options.topic : `${options.topic}~${horizonMs}ms`, horizonMs, logger: options.logger, spill }),
   );
   const classOf = new Map([...eventTypes.keys()].map((type) => [type, horizons.indexOf(horizonOf(type))]));
   const only = states.length === 1 ? states[0] : undefined;
@@ -70,6 +82,10 @@ export function createRepeats(options: { sql: Sql; topic: string; defaultHorizon
     },
     revoked(partitions) {
       for (const state of states) state.revoked(partitions);
+    },
+    close() {
+      for (const state of states) state.close();
+      spillDirectory?.remove();
     },
     size: () => states.reduce((sum, state) => sum + state.size(), 0),
   };
