@@ -9,7 +9,8 @@
  * counts, shutdown, restart, summary; `error` on failure, with a non-zero exit).
  *
  * Options: --minutes (30) --rate total events/s (4000) --sample-s (30) --warmup-min (5) --data-dir (a
- * fresh temp dir, removed at the end unless --keep) --port (a free one) --drain-s (180) --keep.
+ * fresh temp dir, removed at the end unless --keep) --port (a free one) --drain-s (180) --keep
+ * --heap-probe FILE (the server appends live object counts by type every minute: bench/heap-probe.ts).
  * Any other env (e.g. BUS_RETENTION_BYTES=…) passes through to the server.
  */
 import { type Subprocess } from "bun";
@@ -90,11 +91,12 @@ const { values: args } = parseArgs({
     port: { type: "string" },
     "drain-s": { type: "string", default: "180" },
     keep: { type: "boolean", default: false },
+    "heap-probe": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  process.stderr.write("usage: bun bench/soak.ts [--minutes 30] [--rate 4000] [--sample-s 30] [--warmup-min 5] [--data-dir DIR] [--port N] [--drain-s 180] [--keep]\n");
+  process.stderr.write("usage: bun bench/soak.ts [--minutes 30] [--rate 4000] [--sample-s 30] [--warmup-min 5] [--data-dir DIR] [--port N] [--drain-s 180] [--keep] [--heap-probe FILE]\n");
   process.exit(0);
 }
 const positive = (name: string, value: string | undefined) => {
@@ -327,7 +329,9 @@ function startServer(port: number, logName: string): Subprocess {
   const log = join(workDir ?? tmpdir(), logName);
   serverLog = log;
   const out = createWriteStream(log, { flags: "a" });
-  const child = Bun.spawn([process.execPath, join(ROOT, "start.ts")], { cwd: ROOT, env: serverEnv(port), stdout: "pipe", stderr: "pipe" });
+  const probe = args["heap-probe"] ? ["--preload", join(ROOT, "bench/heap-probe.ts")] : [];
+  const env = { ...serverEnv(port), ...(args["heap-probe"] ? { HEAP_PROBE_FILE: resolve(args["heap-probe"]) } : {}) };
+  const child = Bun.spawn([process.execPath, ...probe, join(ROOT, "start.ts")], { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
   children.add(child);
   void pipeTo(child.stdout, out);
   void pipeTo(child.stderr, out);

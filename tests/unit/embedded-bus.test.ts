@@ -1,4 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
+import { heapStats } from "bun:jsc";
 import { appendFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { createEmbeddedBus } from "../../lib/bus/embedded/index.ts";
@@ -95,5 +96,33 @@ test("a second process cannot open a data directory whose bus is in use", async 
   const bus = await createEmbeddedBus({ dir, logger });
   const child = Bun.spawn(["bun", "-e", `import { createEmbeddedBus } from "${join(import.meta.dir, "../../lib/bus/embedded/index.ts")}"; import { createLogger } from "${join(import.meta.dir, "../../lib/log.ts")}"; try { await createEmbeddedBus({ dir: ${JSON.stringify(dir)}, logger: createLogger() }); console.log("opened"); } catch (e) { console.log(e.name); }`], { stdout: "pipe", stderr: "ignore" });
   expect((await new Response(child.stdout).text()).trim()).toBe(BusUnavailableError.name);
+  await bus.close();
+});
+
+test("a consumer's idle waits leave nothing behind: live promises stay level over 1,500 wake-ups", async () => {
+  const bus = await createEmbeddedBus({ dir: scratch(), logger });
+  await bus.ensureTopics([{ name: "t", partitions: 1 }]);
+  let consumed = 0;
+  const consumer = await bus.consume({ group: "g", topics: ["t"], onBatch: async ({ records }) => void (consumed += records.length) });
+  // Each produce is flushed alone, wakes the idle consumer, which reads it and waits again.
+  const produceAndDeliver = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const target = consumed + 1;
+      await bus.produce("t", [{ key: "k", value: bytes(String(i)) }]);
+      while (consumed < target) await Bun.sleep(0);
+    }
+  };
+  const livePromises = () => {
+    Bun.gc(true);
+    return heapStats().objectTypeCounts.Promise ?? 0;
+  };
+  await produceAndDeliver(100);
+  const before = livePromises();
+  await produceAndDeliver(1_500);
+  const after = livePromises();
+  // Racing the consumer's stop promise on every idle turn kept ~1,500 more alive here.
+  expect(after - before).toBeLessThan(150);
+  expect(consumed).toBe(1_600);
+  await consumer.stop();
   await bus.close();
 });

@@ -36,6 +36,8 @@ interface Member {
   /** Batches and rebalances of one member run one after the other on this chain. */
   lane: Promise<void>;
   stopped: boolean;
+  /** Ends the member's current wait (set while it waits). */
+  wake?: () => void;
 }
 
 function sameTp(a: TopicPartition, b: TopicPartition) {
@@ -103,7 +105,8 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
   /** Resolves with the first offset each flushed log gave its staged records. */
   let cycle = Promise.withResolvers<Map<PartitionLog, number>>();
   let flushing: Promise<void> | undefined;
-  let dataArrived = Promise.withResolvers<void>();
+  /** Members waiting for the next flush. */
+  const waitingForData = new Set<() => void>();
   const dirty = new Set<PartitionLog>();
 
   const flushAll = async () => {
@@ -116,8 +119,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
       const failure = results.find((r) => r.status === "rejected");
       if (failure) done.reject(new BusUnavailableError(`embedded bus write failed: ${String(failure.reason)}`, { cause: failure.reason }));
       else done.resolve(new Map(results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []))));
-      dataArrived.resolve();
-      dataArrived = Promise.withResolvers<void>();
+      for (const wake of [...waitingForData]) wake();
     }
     flushing = undefined;
   };
@@ -218,7 +220,26 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
     return delivered;
   };
 
-  const runMember = async (member: Member, tracker: PositionTracker, stopSignal: Promise<void>) => {
+  /**
+   * Resolves after `ms`, on the consumer's stop, or (with `untilData`) after the next flush. A wait leaves
+   * nothing behind once it ends: racing a long-lived stop promise instead added a reaction to it on every
+   * idle turn, ~80 a second at 4,000 events/s, never freed until the consumer stopped.
+   */
+  const wait = (member: Member, ms: number, untilData: boolean) =>
+    new Promise<void>((resolve) => {
+      if (member.stopped) return resolve();
+      const wake = () => {
+        clearTimeout(timer);
+        waitingForData.delete(wake);
+        member.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      member.wake = wake;
+      if (untilData) waitingForData.add(wake);
+    });
+
+  const runMember = async (member: Member, tracker: PositionTracker) => {
     let failures = 0;
     while (!member.stopped) {
       let delivered = false;
@@ -231,10 +252,10 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
         failures++;
         const delayMs = backoffDelay(Math.min(failures, 8), { initialDelayMs: 100, maxDelayMs: 5_000 });
         logger.error("batch handler failed; the batch will be delivered again", { group: member.options.group, attempt: failures, delay_ms: delayMs, error });
-        await Promise.race([Bun.sleep(delayMs), stopSignal]);
+        await wait(member, delayMs, false);
         continue;
       }
-      if (!delivered) await Promise.race([dataArrived.promise, Bun.sleep(IDLE_POLL_MS), stopSignal]);
+      if (!delivered) await wait(member, IDLE_POLL_MS, true);
     }
   };
 
@@ -289,13 +310,12 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
       for (const topic of consumeOptions.topics) logsOf(topic);
       const member: Member = { id: nextMemberId++, options: consumeOptions, assigned: [], positions: [], lane: Promise.resolve(), stopped: false };
       const tracker = new PositionTracker();
-      const stop = Promise.withResolvers<void>();
       const members = groups.get(consumeOptions.group) ?? [];
       members.push(member);
       groups.set(consumeOptions.group, members);
       rebalance(consumeOptions.group);
       await member.lane;
-      const running = runMember(member, tracker, stop.promise);
+      const running = runMember(member, tracker);
 
       const consumer: Consumer = {
         commit: (positions) => offsets.commit(consumeOptions.group, positions),
@@ -307,7 +327,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
         async stop() {
           if (member.stopped) return;
           member.stopped = true;
-          stop.resolve();
+          member.wake?.();
           await running;
           await member.lane;
           const rest = (groups.get(consumeOptions.group) ?? []).filter((m) => m !== member);
