@@ -4,14 +4,17 @@
  * (60) it runs a full collection and appends a JSON line: RSS, the JS heap and the memory outside it that
  * JS objects hold (array buffers, strings' backing stores), and the count of live objects of every type.
  * The forced collection changes what is measured a little; use it to compare types between two times,
- * not as the RSS figure of a run.
+ * not as the RSS figure of a run. HEAP_PROBE_SNAPSHOTS (minutes, e.g. "4,14") also writes a V8-format heap
+ * snapshot at each of those minutes next to the file (`FILE.min4.heapsnapshot`), for Chrome's DevTools.
  */
 import { heapStats } from "bun:jsc";
-import { appendFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 
 const file = process.env.HEAP_PROBE_FILE;
 const intervalMs = Number(process.env.HEAP_PROBE_INTERVAL_S ?? 60) * 1_000;
 const started = performance.now();
+const snapshotMinutes = new Set((process.env.HEAP_PROBE_SNAPSHOTS ?? "").split(",").filter(Boolean).map(Number));
+let probes = 0;
 
 function probe() {
   if (!file) return;
@@ -33,6 +36,8 @@ function probe() {
       protected_types: stats.protectedObjectTypeCounts,
     })}\n`,
   );
+  const minute = Math.round((++probes * intervalMs) / 60_000);
+  if (snapshotMinutes.has(minute)) writeFileSync(`${file}.min${minute}.heapsnapshot`, Bun.generateHeapSnapshot("v8"));
 }
 
 if (file) setInterval(probe, intervalMs).unref();

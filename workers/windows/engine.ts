@@ -101,7 +101,10 @@ export class PartitionWindows {
 
   private remember(view: AnyView, row: Pick<WindowRow, "key" | "start" | "end" | "acc">) {
     const byKey = this.closedSessions.get(view.name) ?? new Map<string, ClosedSession[]>();
-    byKey.set(row.key, [...(byKey.get(row.key) ?? []), { start: row.start, reach: closesAt(view, row) }]);
+    const closed = byKey.get(row.key);
+    // In place: a key active for the whole gap holds hundreds of closed sessions, and copying them at every close was quadratic.
+    if (closed) closed.push({ start: row.start, reach: closesAt(view, row) });
+    else byKey.set(row.key, [{ start: row.start, reach: closesAt(view, row) }]);
     this.closedSessions.set(view.name, byKey);
   }
 
@@ -171,6 +174,8 @@ export class PartitionWindows {
     const closed = byKey?.get(key);
     if (!byKey || !closed) return [];
     // An event at or before `reach` is behind watermark − gap once watermark ≥ reach + gap: late by itself.
+    // Most calls drop nothing: scan before allocating (this runs for every event of a session view).
+    if (closed.every((c) => watermark < c.reach + gap)) return closed;
     const kept = closed.filter((c) => watermark < c.reach + gap);
     if (kept.length === 0) byKey.delete(key);
     else if (kept.length !== closed.length) byKey.set(key, kept);
