@@ -342,7 +342,7 @@ class PartitionState {
 
   constructor(
     private readonly logger: Logger,
-    private readonly spill: { directory: string; hotLimit: number; name: string } | undefined,
+    readonly spill: { directory: string; hotLimit: number; name: string } | undefined,
   ) {}
 
   relativeGeneration(generation: number): number {
@@ -526,7 +526,9 @@ class PartitionState {
    * Freezes loaded entries (parallel columns, offsets absolute) straight into runs, without the table: an
    * id in several rows is then in several entries, which answers the same (a lookup takes the earliest).
    */
-  freezeLoaded(spill: { directory: string; name: string }, n: number, his: Int32Array, los: Int32Array, generations: Int32Array, offsets: Float64Array) {
+  freezeLoaded(n: number, his: Int32Array, los: Int32Array, generations: Int32Array, offsets: Float64Array) {
+    const spill = this.spill;
+    if (!spill) throw new Error("freezeLoaded: the state does not spill");
     for (let from = 0; from < n; ) {
       // A run's offsets lie within 2^32 of each other: a chunk ends before one that would not.
       let low = offsets[from] as number;
@@ -721,9 +723,8 @@ export class DedupeState {
         // decodeIds below says why
       }
     }
-    const spill = this.spill && { ...this.spill, name: `${this.name}-p${partition}` };
     // Spilling, the ids go to runs at once (the table would only freeze them on the way).
-    const loaded = spill && { n: 0, his: new Int32Array(incoming), los: new Int32Array(incoming), generations: new Int32Array(incoming), offsets: new Float64Array(incoming) };
+    const loaded = state.spill && { n: 0, his: new Int32Array(incoming), los: new Int32Array(incoming), generations: new Int32Array(incoming), offsets: new Float64Array(incoming) };
     if (!loaded) state.reserve(incoming);
     const readable: SegmentRow[] = [];
     for (const row of rows) {
@@ -753,7 +754,7 @@ export class DedupeState {
       readable.push(row);
       state.persistedMaxTime = Math.max(state.persistedMaxTime, row.max_time);
     }
-    if (loaded && spill) state.freezeLoaded(spill, loaded.n, loaded.his, loaded.los, loaded.generations, loaded.offsets);
+    if (loaded) state.freezeLoaded(loaded.n, loaded.his, loaded.los, loaded.generations, loaded.offsets);
     return coverageOf(readable);
   }
 
