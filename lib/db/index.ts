@@ -51,8 +51,18 @@ export async function connectPostgres(url: string, logger: Logger, options: { ma
  * Server settings of the embedded database, on top of PGlite's own start parameters. The WAL stays small:
  * the maintenance (pglite-maintenance.ts) checkpoints at a quarter of max_wal_size, so at most ~64 MB
  * is ever replayed after a crash and pg_wal holds min_wal_size to max_wal_size of recycled segments.
+ * Memory stays flat: PGlite's buffers live in its WASM memory, which never shrinks, and each buffer counts
+ * in the process's RSS from its first use, so the default 128 MB of shared_buffers made RSS climb for the
+ * first ~20 minutes of a run while the tables outgrew them. 32 MB hold the pages the jobs touch (recent
+ * windows, offsets, the ends of the append-only tables) and fill within the first minutes; the operating
+ * system's page cache holds the rest of the files. maintenance_work_mem bounds what one VACUUM allocates.
  */
-export const PGLITE_SETTINGS: Readonly<Record<string, string>> = { max_wal_size: "256MB", min_wal_size: "64MB" };
+export const PGLITE_SETTINGS: Readonly<Record<string, string>> = {
+  max_wal_size: "256MB",
+  min_wal_size: "64MB",
+  shared_buffers: "32MB",
+  maintenance_work_mem: "16MB",
+};
 
 export interface PgliteDb extends Db {
   readonly kind: "pglite";
