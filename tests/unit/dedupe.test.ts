@@ -467,6 +467,25 @@ for (const [mode, spill] of [
   });
 }
 
+describe("dedupe: the spilling table's memory", () => {
+  test("is allocated once, for the hot limit, from the first id: it neither grows nor shrinks while runs are frozen", () => {
+    const hotLimit = 1_000;
+    const state = new DedupeState(HORIZON, quiet, { directory: spillDirectory, hotLimit });
+    const tableBytes = (Math.floor(hotLimit / 0.7) + 1) * 16;
+    const log = makeLog(9, 20_000, { stepMs: 2, retryShare: 0.05 });
+    const answers = log.map((r, i) => {
+      const repeat = state.isRepeat(0, r.offset, r.id, r.time);
+      // The table, and the few KiB of the range read so far.
+      if (i === 0) expect(state.bytes() - tableBytes).toBeWithin(0, 4_096);
+      return repeat;
+    });
+    expect(answers).toEqual(oracle(log));
+    // Many runs were frozen out of the one table.
+    expect(state.size()).toBeGreaterThan(hotLimit * 5);
+    state.close();
+  });
+});
+
 describe("dedupe: coverage", () => {
   const rows = (...ranges: [number, number][]) => ranges.map(([from_offset, to_offset]) => ({ from_offset, to_offset }));
   test("the contiguous run of rows from the first one", () => {

@@ -316,10 +316,17 @@ function blocksOf(bytes: Uint8Array) {
 /** The ids of one partition: an open-addressing table keyed by (hash, generation), and the ranges read since the last persist. */
 class PartitionState {
   /** Stride 4: hash hi, hash lo, relative generation (EMPTY: free slot), first offset - offsetBase (unsigned). */
-  slots = new Int32Array(MIN_CAPACITY * STRIDE);
-  capacity = MIN_CAPACITY;
+  slots: Int32Array;
+  capacity: number;
   /** capacity / 2^32: an id's home slot is floor(unsigned low hash × scale), for any capacity. */
-  scale = MIN_CAPACITY / 2 ** 32;
+  scale: number;
+  /**
+   * The fewest slots the table has. Spilling, the table is made at once big enough for `hotLimit` ids
+   * within the load limit, and never grows or shrinks: its memory is reached within the first thousands
+   * of ids instead of doubling over the tens of minutes a slow horizon class takes to fill it, so a
+   * process's RSS is flat from the start (and the last doubling's 2^k slots are never allocated).
+   */
+  private readonly minCapacity: number;
   /** Entries in the table: those of the kept generations, and dropped ones the sweep has not removed yet. */
   entries = 0;
   /** Where the sweep of dropped entries goes on, and how many slots are left in its lap. */
@@ -343,7 +350,12 @@ class PartitionState {
   constructor(
     private readonly logger: Logger,
     readonly spill: { directory: string; hotLimit: number; name: string } | undefined,
-  ) {}
+  ) {
+    this.minCapacity = spill ? Math.max(MIN_CAPACITY, Math.floor(spill.hotLimit / MAX_LOAD) + 1) : MIN_CAPACITY;
+    this.capacity = this.minCapacity;
+    this.slots = new Int32Array(this.capacity * STRIDE);
+    this.scale = this.capacity / 2 ** 32;
+  }
 
   relativeGeneration(generation: number): number {
     if (Number.isNaN(this.generationBase)) this.generationBase = generation - GENERATION_ORIGIN;
@@ -571,7 +583,7 @@ class PartitionState {
       const g = old[at + 2] as number;
       if (g !== EMPTY && g >= this.minKept) kept++;
     }
-    capacity = Math.max(capacity, MIN_CAPACITY, Math.ceil(kept / TARGET_LOAD));
+    capacity = Math.max(capacity, this.minCapacity, Math.ceil(kept / TARGET_LOAD));
     const slots = new Int32Array(capacity * STRIDE);
     const scale = capacity / 2 ** 32;
     let entries = 0;
