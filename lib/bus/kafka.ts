@@ -1,4 +1,4 @@
-import { KafkaJSError, KafkaJSProtocolError, type Admin, type Consumer as KafkaConsumer } from "kafkajs";
+import { KafkaJSError, KafkaJSProtocolError, type Admin, type Consumer as KafkaConsumer, type EachBatchHandler } from "kafkajs";
 import { BusRequestError, BusUnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createKafkaClient } from "./kafka-client.ts";
@@ -243,67 +243,103 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       consumers.add(consumer);
       const positions = new PositionTracker();
       let assigned: TopicPartition[] = [];
+      let stopped = false;
       // Delivery of a partition waits until onAssign has settled where it starts.
       let assignmentReady: Promise<void> = Promise.resolve();
+      let generation = 0;
 
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         const next = Object.entries(event.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
         const revoked = assigned.filter((a) => !next.some((n) => n.topic === a.topic && n.partition === a.partition));
         assigned = next;
-        assignmentReady = (async () => {
-          for (const tp of revoked) positions.forget(tp);
-          if (revoked.length > 0) await opts.onRevoke?.(revoked);
-          const starts = (await opts.onAssign?.(next)) ?? [];
-          for (const start of starts) {
-            positions.set(start);
-            consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
-          }
-        })();
+        const joined = ++generation;
+        // One handler at a time, in join order: a slow onAssign must not seek after a later join's did.
+        assignmentReady = assignmentReady
+          .catch(() => undefined)
+          .then(async () => {
+            for (const tp of revoked) positions.forget(tp);
+            if (revoked.length > 0) {
+              // A failed revoke (its last checkpoint) leaves the results to the new owner; the assignment goes on.
+              await opts.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
+            }
+            const starts = (await opts.onAssign?.(next)) ?? [];
+            // A later join (or a restart after a crash) runs its own onAssign and seeks; these positions are stale.
+            if (joined !== generation || stopped) return;
+            for (const start of starts) {
+              positions.set(start);
+              consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
+            }
+          });
         // Delivery awaits it and fails on a rejection, which makes kafkajs rejoin and call this again.
         assignmentReady.catch((error: unknown) => logger.error("partition assignment handler failed", { group: opts.group, error }));
+      });
+
+      const eachBatch: EachBatchHandler = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        await assignmentReady;
+        const records: DeliveredRecord[] = [];
+        for (const message of batch.messages) {
+          const offset = Number(message.offset);
+          if (!positions.accepts(batch.topic, batch.partition, offset)) continue;
+          records.push({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset,
+            key: message.key?.toString("utf8") ?? "",
+            value: message.value ? new Uint8Array(message.value.buffer, message.value.byteOffset, message.value.byteLength) : new Uint8Array(0),
+            headers: headersOf(message.headers),
+            timestamp: Number(message.timestamp),
+          });
+        }
+        for (let i = 0; i < records.length && isRunning() && !isStale(); i += maxBatch) {
+          const slice: Batch = { topic: batch.topic, partition: batch.partition, records: records.slice(i, i + maxBatch) };
+          const expected = positions.get(batch.topic, batch.partition);
+          await opts.onBatch(slice);
+          // A seek during delivery (a fenced checkpoint) moved the position: the rest of this fetch is stale,
+          // and advancing past it would skip what the seek asked for again.
+          if (positions.get(batch.topic, batch.partition) !== expected) break;
+          const last = slice.records[slice.records.length - 1];
+          if (last) {
+            positions.advance(batch.topic, batch.partition, last.offset + 1);
+            resolveOffset(String(last.offset));
+          }
+          await heartbeat();
+        }
+        if (records.length === 0 && batch.messages.length > 0 && !isStale()) resolveOffset(batch.lastOffset());
+      };
+      const maxBatch = opts.maxBatchRecords ?? 1_000;
+      const run = () =>
+        consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: 1,
+          // kafkajs gives up on a consumer for good when a handler throws an error marked not retriable (a
+          // DeltaConflictError from a checkpoint, say). Whatever failed here is retried: redelivered after a
+          // backoff and, past kafkajs's retries, by rejoining the group, which runs onAssign again.
+          eachBatch: (payload) => eachBatch(payload).catch((error: unknown) => Promise.reject(new BusUnavailableError(`deliver ${payload.batch.topic}/${payload.batch.partition} to ${opts.group}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retriable: true }))),
+        });
+
+      // A crash kafkajs does not restart itself (an error it deems fatal) would leave a live worker reading nothing.
+      let crashes = 0;
+      consumer.on(consumer.events.CRASH, (event) => {
+        if (event.payload.restart || stopped) return;
+        const delayMs = backoffDelay(crashes++, { initialDelayMs: 1_000, maxDelayMs: 30_000 });
+        logger.error("consumer crashed; starting it again", { group: opts.group, error: event.payload.error, in_ms: delayMs });
+        setTimeout(() => {
+          if (stopped) return;
+          consumer
+            .connect()
+            .then(run)
+            .then(() => {
+              crashes = 0;
+            })
+            .catch((error: unknown) => logger.error("restarting the consumer failed", { group: opts.group, error }));
+        }, delayMs);
       });
 
       try {
         await consumer.connect();
         for (const topic of opts.topics) await consumer.subscribe({ topic, fromBeginning: (opts.start ?? "earliest") === "earliest" });
-        const maxBatch = opts.maxBatchRecords ?? 1_000;
-        await consumer.run({
-          autoCommit: false,
-          eachBatchAutoResolve: false,
-          partitionsConsumedConcurrently: 1,
-          eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-            await assignmentReady;
-            const records: DeliveredRecord[] = [];
-            for (const message of batch.messages) {
-              const offset = Number(message.offset);
-              if (!positions.accepts(batch.topic, batch.partition, offset)) continue;
-              records.push({
-                topic: batch.topic,
-                partition: batch.partition,
-                offset,
-                key: message.key?.toString("utf8") ?? "",
-                value: message.value ? new Uint8Array(message.value.buffer, message.value.byteOffset, message.value.byteLength) : new Uint8Array(0),
-                headers: headersOf(message.headers),
-                timestamp: Number(message.timestamp),
-              });
-            }
-            for (let i = 0; i < records.length && isRunning() && !isStale(); i += maxBatch) {
-              const slice: Batch = { topic: batch.topic, partition: batch.partition, records: records.slice(i, i + maxBatch) };
-              const expected = positions.get(batch.topic, batch.partition);
-              await opts.onBatch(slice);
-              // A seek during delivery (a fenced checkpoint) moved the position: the rest of this fetch is stale,
-              // and advancing past it would skip what the seek asked for again.
-              if (positions.get(batch.topic, batch.partition) !== expected) break;
-              const last = slice.records[slice.records.length - 1];
-              if (last) {
-                positions.advance(batch.topic, batch.partition, last.offset + 1);
-                resolveOffset(String(last.offset));
-              }
-              await heartbeat();
-            }
-            if (records.length === 0 && batch.messages.length > 0 && !isStale()) resolveOffset(batch.lastOffset());
-          },
-        });
+        await run();
       } catch (error) {
         consumers.delete(consumer);
         await consumer.disconnect().catch(() => undefined);
@@ -325,6 +361,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         },
         assignment: () => [...assigned],
         async stop() {
+          stopped = true;
           consumers.delete(consumer);
           await consumer.disconnect();
         },

@@ -3,7 +3,7 @@ import { createEmbeddedBus } from "../../lib/bus/embedded/index.ts";
 import { createKafkaBus } from "../../lib/bus/kafka.ts";
 import { partitionFor } from "../../lib/bus/partitioner.ts";
 import type { Bus, Consumer, DeliveredRecord, TopicPartition } from "../../lib/bus/types.ts";
-import { BusRequestError } from "../../lib/errors.ts";
+import { BusRequestError, DeltaConflictError } from "../../lib/errors.ts";
 import { createLogger } from "../../lib/log.ts";
 import { services, uniqueName } from "../support/services.ts";
 import { tempDir } from "../support/tmp.ts";
@@ -166,6 +166,54 @@ for (const make of [embedded, ...kafkaLines.map(kafka)]) {
       consumer.seek({ topic, partition: 0, offset: 4 });
       await waitFor(() => seen.length >= 16, { what: "redelivery after seek" });
       expect(seen.slice(10).map((r) => r.offset)).toEqual([4, 5, 6, 7, 8, 9]);
+      await consumer.stop();
+    });
+
+    // A handler's error may be one the rest of the code marks not retriable (a lake commit that lost a race):
+    // the bus must still deliver again, never give the consumer up (kafkajs stops a consumer for good on those).
+    test("a batch whose handler failed, even with an error marked not retriable, is delivered again", async () => {
+      const topic = uniqueName("contract");
+      await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+      await bus.produce(topic, records(10, () => "one-key"));
+      const seen: DeliveredRecord[] = [];
+      let failures = 0;
+      const consumer = await bus.consume({
+        group: uniqueName("g"),
+        topics: [topic],
+        onBatch: async (batch) => {
+          if (failures === 0 && batch.records.some((r) => r.offset === 5)) {
+            failures++;
+            throw new DeltaConflictError("contract", 1, "a handler's failure that is not retriable");
+          }
+          seen.push(...batch.records);
+        },
+      });
+      open.push(consumer);
+      await waitFor(() => seen.some((r) => r.offset === 9), { what: "delivery past the failed batch", timeoutMs: 60_000 });
+      expect(failures).toBe(1);
+      expect(seen.map((r) => r.offset)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].slice(seen[0]?.offset ?? 0));
+      expect(seen[0]?.offset).toBeLessThanOrEqual(5);
+      await consumer.stop();
+    });
+
+    test("an onAssign that failed runs again, and no record is delivered before it succeeds", async () => {
+      const topic = uniqueName("contract");
+      await bus.ensureTopics([{ name: topic, partitions: 1 }]);
+      await bus.produce(topic, records(10, () => "one-key"));
+      let calls = 0;
+      const { consumer, seen } = await collect(bus, {
+        group: uniqueName("g"),
+        topics: [topic],
+        onAssign: async (assigned) => {
+          calls++;
+          if (calls === 1) throw new DeltaConflictError("contract", 1, "an assignment handler's failure that is not retriable");
+          return assigned.map((tp) => ({ ...tp, offset: 6 }));
+        },
+      });
+      open.push(consumer);
+      await waitFor(() => seen.length >= 4, { what: "records from offset 6 after onAssign ran again", timeoutMs: 60_000 });
+      expect(calls).toBeGreaterThanOrEqual(2);
+      expect(seen.map((r) => r.offset)).toEqual([6, 7, 8, 9]);
       await consumer.stop();
     });
 

@@ -181,16 +181,22 @@ export function createChain(options: ChainOptions): ChainSource & { stop: () => 
   };
 
   const onRevoke = async (revoked: TopicPartition[]) => {
-    await Promise.all(operators.map((op) => op.subscription.onRevoke(revoked)));
-    await persistAllRead();
-    const partitions = revoked.map((tp) => tp.partition);
-    options.repeats.revoked(partitions);
-    for (const op of operators) {
-      for (const p of partitions) {
-        op.next.delete(p);
-        op.committed.delete(p);
+    // Every operator gets its revoke, and the partitions are let go of even when one operator's last checkpoint failed.
+    const settled = await Promise.allSettled(operators.map((op) => op.subscription.onRevoke(revoked)));
+    try {
+      await persistAllRead();
+    } finally {
+      const partitions = revoked.map((tp) => tp.partition);
+      options.repeats.revoked(partitions);
+      for (const op of operators) {
+        for (const p of partitions) {
+          op.next.delete(p);
+          op.committed.delete(p);
+        }
       }
     }
+    const failure = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failure) throw failure.reason;
   };
 
   /**

@@ -188,9 +188,22 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
       member.lane = member.lane.then(async () => {
         const revoked = member.assigned.filter((a) => !next.some((n) => sameTp(a, n)));
         member.assigned = next;
-        if (revoked.length > 0) await member.options.onRevoke?.(revoked);
-        const chosen = (await member.options.onAssign?.(next)) ?? [];
-        member.positions = next.map((tp) => chosen.find((c) => sameTp(c, tp)) ?? { ...tp, offset: startPosition(group, tp, member.options.start ?? "earliest") });
+        if (revoked.length > 0) {
+          // A failed revoke (its last checkpoint) leaves the results to the new owner; the assignment goes on.
+          await member.options.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group, error }));
+        }
+        // No record of the assignment is delivered before onAssign has said where each partition starts.
+        for (let attempt = 1; !member.stopped; attempt++) {
+          try {
+            const chosen = (await member.options.onAssign?.(next)) ?? [];
+            member.positions = next.map((tp) => chosen.find((c) => sameTp(c, tp)) ?? { ...tp, offset: startPosition(group, tp, member.options.start ?? "earliest") });
+            return;
+          } catch (error) {
+            const delayMs = backoffDelay(Math.min(attempt, 8), { initialDelayMs: 100, maxDelayMs: 5_000 });
+            logger.error("partition assignment handler failed; it runs again", { group, attempt, delay_ms: delayMs, error });
+            await Bun.sleep(delayMs);
+          }
+        }
       });
     }
   };
