@@ -24,6 +24,17 @@ function toBusError(error: unknown, what: string): Error {
   return new BusUnavailableError(`${what}: ${message}`, { cause: error });
 }
 
+/**
+ * kafkajs gives a consumer up for good when eachBatch throws an error marked not retriable (a
+ * DeltaConflictError from a checkpoint, say). A handler's failure is wrapped as retriable instead, so the
+ * batch is delivered again after a backoff and, past kafkajs's retries, the consumer rejoins the group,
+ * which runs onAssign again. kafkajs's own errors pass as they are: it rejoins at once on a rebalance.
+ */
+function retriedByKafkajs(error: unknown, what: string): unknown {
+  if (error instanceof KafkaJSError) return error;
+  return new BusUnavailableError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retriable: true });
+}
+
 /** A record's headers as strings (the first value of a repeated header), in a loop: this runs per record. */
 function headersOf(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -312,10 +323,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
           autoCommit: false,
           eachBatchAutoResolve: false,
           partitionsConsumedConcurrently: 1,
-          // kafkajs gives up on a consumer for good when a handler throws an error marked not retriable (a
-          // DeltaConflictError from a checkpoint, say). Whatever failed here is retried: redelivered after a
-          // backoff and, past kafkajs's retries, by rejoining the group, which runs onAssign again.
-          eachBatch: (payload) => eachBatch(payload).catch((error: unknown) => Promise.reject(new BusUnavailableError(`deliver ${payload.batch.topic}/${payload.batch.partition} to ${opts.group}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retriable: true }))),
+          eachBatch: (payload) => eachBatch(payload).catch((error: unknown) => Promise.reject(retriedByKafkajs(error, `deliver ${payload.batch.topic}/${payload.batch.partition} to ${opts.group}`))),
         });
 
       // A crash kafkajs does not restart itself (an error it deems fatal) would leave a live worker reading nothing.
