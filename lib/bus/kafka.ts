@@ -1,4 +1,4 @@
-import { KafkaJSError, KafkaJSProtocolError, type Admin, type Consumer as KafkaConsumer, type EachBatchHandler } from "kafkajs";
+import { KafkaJSError, KafkaJSProtocolError, type Admin, type EachBatchHandler } from "kafkajs";
 import { BusRequestError, BusUnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createKafkaClient } from "./kafka-client.ts";
@@ -31,7 +31,7 @@ function toBusError(error: unknown, what: string): Error {
  * which runs onAssign again. kafkajs's own errors pass as they are: it rejoins at once on a rebalance.
  */
 function retriedByKafkajs(error: unknown, what: string): unknown {
-  if (error instanceof KafkaJSError) return error;
+  if (error instanceof KafkaJSProtocolError || (error instanceof KafkaJSError && error.retriable)) return error;
   return new BusUnavailableError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retriable: true });
 }
 
@@ -128,7 +128,8 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
   const kafka = createKafkaClient({ brokers: options.brokers, clientId: options.clientId ?? "devpipe", log: (level, message, fields) => logger[level](message, fields) });
 
   const partitionCounts = new Map<string, number>();
-  const consumers = new Set<KafkaConsumer>();
+  /** Each open consumer's stop: disconnects it and cancels a pending restart. */
+  const consumers = new Set<() => Promise<void>>();
 
   /** Connects once, however many callers ask at the same time; a failed connect is tried again next call. */
   const connectOnce = <T extends { connect(): Promise<void> }>(create: () => T) => {
@@ -251,42 +252,60 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         maxWaitTimeInMs: 100,
         maxBytesPerPartition: 4 * 1024 * 1024,
       });
-      consumers.add(consumer);
       const positions = new PositionTracker();
       let assigned: TopicPartition[] = [];
       let stopped = false;
       // Delivery of a partition waits until onAssign has settled where it starts.
       let assignmentReady: Promise<void> = Promise.resolve();
       let generation = 0;
+      let crashes = 0;
+      let restartTimer: ReturnType<typeof setTimeout> | undefined;
+      let assignmentsQueued = 0;
+      /** Runs `work` after the assignment work queued before it, whether that failed or not. */
+      const queueAssignmentWork = (work: () => Promise<void>) => {
+        assignmentsQueued++;
+        assignmentReady = assignmentReady
+          .catch(() => undefined)
+          .then(work)
+          .finally(() => {
+            assignmentsQueued--;
+          });
+      };
 
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         const next = Object.entries(event.payload.memberAssignment).flatMap(([topic, parts]) => parts.map((partition) => ({ topic, partition })));
         const revoked = assigned.filter((a) => !next.some((n) => n.topic === a.topic && n.partition === a.partition));
         assigned = next;
         const joined = ++generation;
+        crashes = 0;
         // One handler at a time, in join order: a slow onAssign must not seek after a later join's did.
-        assignmentReady = assignmentReady
-          .catch(() => undefined)
-          .then(async () => {
-            for (const tp of revoked) positions.forget(tp);
-            if (revoked.length > 0) {
-              // A failed revoke (its last checkpoint) leaves the results to the new owner; the assignment goes on.
-              await opts.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
-            }
-            const starts = (await opts.onAssign?.(next)) ?? [];
-            // A later join (or a restart after a crash) runs its own onAssign and seeks; these positions are stale.
-            if (joined !== generation || stopped) return;
-            for (const start of starts) {
-              positions.set(start);
-              consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
-            }
-          });
+        queueAssignmentWork(async () => {
+          for (const tp of revoked) positions.forget(tp);
+          if (revoked.length > 0) {
+            // A failed revoke (its last checkpoint) leaves the results to the new owner; the assignment goes on.
+            await opts.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
+          }
+          const starts = (await opts.onAssign?.(next)) ?? [];
+          // A later join (or a restart after a crash) runs its own onAssign and seeks; these positions are stale.
+          if (joined !== generation || stopped) return;
+          for (const start of starts) {
+            positions.set(start);
+            consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
+          }
+        });
         // Delivery awaits it and fails on a rejection, which makes kafkajs rejoin and call this again.
         assignmentReady.catch((error: unknown) => logger.error("partition assignment handler failed", { group: opts.group, error }));
       });
 
+      /** Waits for the assignment handlers, heartbeating meanwhile: a revoke checkpoint and onAssign may outlast the session timeout. */
+      const assignmentSettled = async (heartbeat: () => Promise<void>) => {
+        if (assignmentsQueued === 0) return assignmentReady;
+        const ready = assignmentReady.then(() => true);
+        while (!(await Promise.race([ready, Bun.sleep(1_000).then(() => false)]))) await heartbeat();
+      };
+
       const eachBatch: EachBatchHandler = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        await assignmentReady;
+        await assignmentSettled(heartbeat);
         const records: DeliveredRecord[] = [];
         for (const message of batch.messages) {
           const offset = Number(message.offset);
@@ -326,31 +345,41 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
           eachBatch: (payload) => eachBatch(payload).catch((error: unknown) => Promise.reject(retriedByKafkajs(error, `deliver ${payload.batch.topic}/${payload.batch.partition} to ${opts.group}`))),
         });
 
-      // A crash kafkajs does not restart itself (an error it deems fatal) would leave a live worker reading nothing.
-      let crashes = 0;
+      // After a crash kafkajs has left the group: whatever it owned may have gone to another member meanwhile,
+      // so it is revoked (the next join assigns afresh). A crash kafkajs will not restart itself (an error it
+      // deems fatal) is restarted here: otherwise a live worker would go on reading nothing.
       consumer.on(consumer.events.CRASH, (event) => {
+        const lost = assigned;
+        assigned = [];
+        generation++;
+        queueAssignmentWork(async () => {
+          for (const tp of lost) positions.forget(tp);
+          if (lost.length > 0) await opts.onRevoke?.(lost).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
+        });
         if (event.payload.restart || stopped) return;
         const delayMs = backoffDelay(crashes++, { initialDelayMs: 1_000, maxDelayMs: 30_000 });
         logger.error("consumer crashed; starting it again", { group: opts.group, error: event.payload.error, in_ms: delayMs });
-        setTimeout(() => {
-          if (stopped) return;
+        restartTimer = setTimeout(() => {
           consumer
             .connect()
-            .then(run)
-            .then(() => {
-              crashes = 0;
-            })
+            .then(() => (stopped ? undefined : run()))
             .catch((error: unknown) => logger.error("restarting the consumer failed", { group: opts.group, error }));
         }, delayMs);
       });
+      const stop = async () => {
+        stopped = true;
+        clearTimeout(restartTimer);
+        consumers.delete(stop);
+        await consumer.disconnect();
+      };
 
       try {
         await consumer.connect();
         for (const topic of opts.topics) await consumer.subscribe({ topic, fromBeginning: (opts.start ?? "earliest") === "earliest" });
         await run();
+        consumers.add(stop);
       } catch (error) {
-        consumers.delete(consumer);
-        await consumer.disconnect().catch(() => undefined);
+        await stop().catch(() => undefined);
         throw toBusError(error, `consume ${opts.topics.join(",")} as ${opts.group}`);
       }
 
@@ -368,11 +397,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
           consumer.seek({ topic: position.topic, partition: position.partition, offset: String(position.offset) });
         },
         assignment: () => [...assigned],
-        async stop() {
-          stopped = true;
-          consumers.delete(consumer);
-          await consumer.disconnect();
-        },
+        stop,
       };
     },
 
@@ -415,7 +440,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     },
 
     async close() {
-      await Promise.allSettled([...consumers].map((c) => c.disconnect()));
+      await Promise.allSettled([...consumers].map((stop) => stop()));
       consumers.clear();
       await producer?.close().catch(() => undefined);
       producer = undefined;

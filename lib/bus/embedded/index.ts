@@ -35,6 +35,8 @@ interface Member {
   positions: PartitionOffset[];
   /** Batches and rebalances of one member run one after the other on this chain. */
   lane: Promise<void>;
+  /** Counts the rebalances given to the member: an onAssign failing for an older one stops being retried. */
+  rebalances: number;
   stopped: boolean;
   /** Ends the member's current wait (set while it waits). */
   wake?: () => void;
@@ -185,6 +187,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
     }
     for (const member of members) {
       const next = owners.get(member) ?? [];
+      const turn = ++member.rebalances;
       member.lane = member.lane.then(async () => {
         const revoked = member.assigned.filter((a) => !next.some((n) => sameTp(a, n)));
         member.assigned = next;
@@ -193,7 +196,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
           await member.options.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group, error }));
         }
         // No record of the assignment is delivered before onAssign has said where each partition starts.
-        for (let attempt = 1; !member.stopped; attempt++) {
+        for (let attempt = 1; !member.stopped && member.rebalances === turn; attempt++) {
           try {
             const chosen = (await member.options.onAssign?.(next)) ?? [];
             member.positions = next.map((tp) => chosen.find((c) => sameTp(c, tp)) ?? { ...tp, offset: startPosition(group, tp, member.options.start ?? "earliest") });
@@ -321,7 +324,7 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
     async consume(consumeOptions: ConsumeOptions): Promise<Consumer> {
       ensureOpen();
       for (const topic of consumeOptions.topics) logsOf(topic);
-      const member: Member = { id: nextMemberId++, options: consumeOptions, assigned: [], positions: [], lane: Promise.resolve(), stopped: false };
+      const member: Member = { id: nextMemberId++, options: consumeOptions, assigned: [], positions: [], lane: Promise.resolve(), rebalances: 0, stopped: false };
       const tracker = new PositionTracker();
       const members = groups.get(consumeOptions.group) ?? [];
       members.push(member);
