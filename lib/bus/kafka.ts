@@ -285,16 +285,25 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
             // A failed revoke (its last checkpoint) leaves the results to the new owner; the assignment goes on.
             await opts.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
           }
-          const starts = (await opts.onAssign?.(next)) ?? [];
-          // A later join (or a restart after a crash) runs its own onAssign and seeks; these positions are stale.
-          if (joined !== generation || stopped) return;
-          for (const start of starts) {
-            positions.set(start);
-            consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
+          // Retried here, with eachBatch waiting (and heartbeating): a failure handed to kafkajs would only come
+          // back after its retries and a restart of the consumer, if at all.
+          for (let attempt = 1; joined === generation && !stopped; attempt++) {
+            try {
+              const starts = (await opts.onAssign?.(next)) ?? [];
+              // A later join (or a crash) runs its own onAssign and seeks; these positions are stale.
+              if (joined !== generation || stopped) return;
+              for (const start of starts) {
+                positions.set(start);
+                consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
+              }
+              return;
+            } catch (error) {
+              const delayMs = backoffDelay(Math.min(attempt, 8), { initialDelayMs: 100, maxDelayMs: 5_000 });
+              logger.error("partition assignment handler failed; it runs again", { group: opts.group, attempt, delay_ms: delayMs, error });
+              await Bun.sleep(delayMs);
+            }
           }
         });
-        // Delivery awaits it and fails on a rejection, which makes kafkajs rejoin and call this again.
-        assignmentReady.catch((error: unknown) => logger.error("partition assignment handler failed", { group: opts.group, error }));
       });
 
       /** Waits for the assignment handlers, heartbeating meanwhile: a revoke checkpoint and onAssign may outlast the session timeout. */

@@ -194,7 +194,7 @@ for (const make of [embedded, ...kafkaLines.map(kafka)]) {
       expect(seen.map((r) => r.offset)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].slice(seen[0]?.offset ?? 0));
       expect(seen[0]?.offset).toBeLessThanOrEqual(5);
       await consumer.stop();
-    });
+    }, 90_000);
 
     test("an onAssign that failed runs again, and no record is delivered before it succeeds", async () => {
       const topic = uniqueName("contract");
@@ -215,7 +215,7 @@ for (const make of [embedded, ...kafkaLines.map(kafka)]) {
       expect(calls).toBeGreaterThanOrEqual(2);
       expect(seen.map((r) => r.offset)).toEqual([6, 7, 8, 9]);
       await consumer.stop();
-    });
+    }, 90_000);
 
     test("members of one group split the partitions; when one leaves, the other takes its partitions over", async () => {
       const topic = uniqueName("contract");
