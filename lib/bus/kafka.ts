@@ -26,9 +26,9 @@ function toBusError(error: unknown, what: string): Error {
 
 /**
  * kafkajs gives a consumer up for good when eachBatch throws an error marked not retriable (a
- * DeltaConflictError from a checkpoint, say). A handler's failure is wrapped as retriable instead, so the
- * batch is delivered again after a backoff and, past kafkajs's retries, the consumer rejoins the group,
- * which runs onAssign again. kafkajs's own errors pass as they are: it rejoins at once on a rebalance.
+ * DeltaConflictError from a checkpoint, say). A batch handler's failure is wrapped as retriable instead, so
+ * the batch is delivered again after a backoff (past kafkajs's retries, after a restart of the consumer).
+ * kafkajs's own errors pass as they are: it rejoins at once on a rebalance.
  */
 function retriedByKafkajs(error: unknown, what: string): unknown {
   if (error instanceof KafkaJSProtocolError || (error instanceof KafkaJSError && error.retriable)) return error;
@@ -261,6 +261,11 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
       let crashes = 0;
       let restartTimer: ReturnType<typeof setTimeout> | undefined;
       let assignmentsQueued = 0;
+      /** A failed revoke (its last checkpoint) leaves the results to the new owner; what follows goes on. */
+      const revoke = async (lost: TopicPartition[]) => {
+        for (const tp of lost) positions.forget(tp);
+        if (lost.length > 0) await opts.onRevoke?.(lost).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
+      };
       /** Runs `work` after the assignment work queued before it, whether that failed or not. */
       const queueAssignmentWork = (work: () => Promise<void>) => {
         assignmentsQueued++;
@@ -280,11 +285,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         crashes = 0;
         // One handler at a time, in join order: a slow onAssign must not seek after a later join's did.
         queueAssignmentWork(async () => {
-          for (const tp of revoked) positions.forget(tp);
-          if (revoked.length > 0) {
-            // A failed revoke (its last checkpoint) leaves the results to the new owner; the assignment goes on.
-            await opts.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
-          }
+          await revoke(revoked);
           // Retried here, with eachBatch waiting (and heartbeating): a failure handed to kafkajs would only come
           // back after its retries and a restart of the consumer, if at all.
           for (let attempt = 1; joined === generation && !stopped; attempt++) {
@@ -361,10 +362,7 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         const lost = assigned;
         assigned = [];
         generation++;
-        queueAssignmentWork(async () => {
-          for (const tp of lost) positions.forget(tp);
-          if (lost.length > 0) await opts.onRevoke?.(lost).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group: opts.group, error }));
-        });
+        queueAssignmentWork(() => revoke(lost));
         if (event.payload.restart || stopped) return;
         const delayMs = backoffDelay(crashes++, { initialDelayMs: 1_000, maxDelayMs: 30_000 });
         logger.error("consumer crashed; starting it again", { group: opts.group, error: event.payload.error, in_ms: delayMs });
