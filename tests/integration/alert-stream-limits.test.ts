@@ -50,7 +50,9 @@ beforeAll(async () => {
     PORT: String(freePort()),
     API_KEYS: `${KEY}:ingest+query,${OTHER}:query`,
     SSE_HEARTBEAT_MS: "500",
-    HTTP_IDLE_TIMEOUT_S: "1",
+    // A stream the server ended is cut once its connection idles this long (at most 10 s): the slow reader must
+    // resume within it, which on a loaded machine can take well over a second after the drop.
+    HTTP_IDLE_TIMEOUT_S: "10",
     SSE_MAX_BUFFER_BYTES: String(MAX_BUFFER),
     SSE_MAX_STREAMS_PER_KEY: String(MAX_STREAMS),
   }).kafka;
