@@ -234,12 +234,20 @@ async function readyStatus(timeoutMs = 5_000): Promise<number> {
  * not answer) and the topics `devpipe_bus_blocked` reports as refusing produces (null when the server has no
  * such series).
  */
-async function scrapeMetrics(): Promise<{ lag: number | null; series: number; worst?: string; blocked: string[] | null; dedupeMb: number | null }> {
+/** Memory parts the server reports (MB): PGlite's WASM memory, the JS heap and what JS holds outside it. */
+interface MemoryParts {
+  pglite: number | null;
+  jsHeap: number | null;
+  jsExternal: number | null;
+}
+const noMemory: MemoryParts = { pglite: null, jsHeap: null, jsExternal: null };
+
+async function scrapeMetrics(): Promise<{ lag: number | null; series: number; worst?: string; blocked: string[] | null; dedupeMb: number | null; memory: MemoryParts }> {
   try {
     const response = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(15_000) });
     if (!response.ok) {
       await response.body?.cancel();
-      return { lag: null, series: 0, blocked: null, dedupeMb: null };
+      return { lag: null, series: 0, blocked: null, dedupeMb: null, memory: noMemory };
     }
     const text = await response.text();
     let lag = 0;
@@ -247,8 +255,12 @@ async function scrapeMetrics(): Promise<{ lag: number | null; series: number; wo
     let worst: string | undefined;
     let blocked: string[] | null = null;
     let dedupeBytes: number | null = null;
+    const memory: MemoryParts = { ...noMemory };
     for (const line of text.split("\n")) {
       const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (line.startsWith("devpipe_pglite_memory_bytes ")) memory.pglite = value / 1e6;
+      if (line.startsWith('devpipe_process_memory_bytes{part="js_heap"}')) memory.jsHeap = value / 1e6;
+      if (line.startsWith('devpipe_process_memory_bytes{part="js_external"}')) memory.jsExternal = value / 1e6;
       if (line.startsWith("devpipe_dedupe_bytes{")) {
         dedupeBytes = (dedupeBytes ?? 0) + value;
         continue;
@@ -265,9 +277,9 @@ async function scrapeMetrics(): Promise<{ lag: number | null; series: number; wo
         worst = line.slice("devpipe_consumer_lag".length, line.lastIndexOf(" "));
       }
     }
-    return { lag, series, worst, blocked, dedupeMb: dedupeBytes === null ? null : dedupeBytes / 1e6 };
+    return { lag, series, worst, blocked, dedupeMb: dedupeBytes === null ? null : dedupeBytes / 1e6, memory };
   } catch {
-    return { lag: null, series: 0, blocked: null, dedupeMb: null };
+    return { lag: null, series: 0, blocked: null, dedupeMb: null, memory: noMemory };
   }
 }
 
@@ -524,7 +536,7 @@ async function main() {
   let lastAt = performance.now();
   let lastAccepted = 0;
   let lastSimCpu = 0;
-  const samples: { minute: number; rss: number; dedupe: number | null; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
+  const samples: { minute: number; rss: number; dedupe: number | null; memory: MemoryParts; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
 
   /** One sample; the first (at 0 s, the baseline of the disk figures) has no CPU figure. */
   const sample = async () => {
@@ -543,12 +555,15 @@ async function main() {
     const [lag, ready] = await Promise.all([scrapeMetrics(), readyStatus()]);
     const accepted = simStates.reduce((s, x) => s + x.accepted, 0);
     const elapsed = (now - runStart) / 1000;
-    samples.push({ minute: elapsed / 60, rss: usage.rssMb, dedupe: lag.dedupeMb, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
+    samples.push({ minute: elapsed / 60, rss: usage.rssMb, dedupe: lag.dedupeMb, memory: lag.memory, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
     print({
       phase: "sample",
       elapsed_s: Math.round(elapsed),
       rss_mb: round(usage.rssMb),
       dedupe_mb: lag.dedupeMb === null ? null : round(lag.dedupeMb),
+      pglite_mb: lag.memory.pglite === null ? null : round(lag.memory.pglite),
+      js_heap_mb: lag.memory.jsHeap === null ? null : round(lag.memory.jsHeap),
+      js_external_mb: lag.memory.jsExternal === null ? null : round(lag.memory.jsExternal),
       cpu_pct: cpuPct === null ? null : round(cpuPct),
       processes: usage.processes,
       simulators_cpu_pct: simCpuPct === null ? null : round(simCpuPct),
@@ -663,6 +678,13 @@ async function main() {
     // The dedupe state grows by design until its horizons fill (rate × horizon ids): the rest of the memory apart from it.
     dedupe_mb_after_warmup: { first: warm[0]?.dedupe ?? null, last: warm[warm.length - 1]?.dedupe ?? null, mb_per_min: round(slope(warm.map((s) => [s.minute, s.dedupe ?? 0])), 3) },
     rss_minus_dedupe_after_warmup: flatness(warm.map((s) => s.rss - (s.dedupe ?? 0))),
+    // Where the memory is: each part's first and last value after warm-up and its slope.
+    memory_mb_after_warmup: Object.fromEntries(
+      (["pglite", "jsHeap", "jsExternal"] as const).map((part) => {
+        const values = warm.flatMap((s) => (s.memory[part] === null ? [] : [[s.minute, s.memory[part]] as [number, number]]));
+        return [part, { first: round(values[0]?.[1] ?? Number.NaN), last: round(values[values.length - 1]?.[1] ?? Number.NaN), mb_per_min: round(slope(values), 3) }];
+      }),
+    ),
     cpu_pct_mean: round(cpuAll.reduce((a, b) => a + b, 0) / Math.max(1, cpuAll.length)),
     max_lag: lags.length > 0 ? Math.max(...lags) : null,
     readyz_not_200: samples.filter((s) => s.ready !== 200).length,

@@ -154,3 +154,13 @@ export const checkpointFailures = registry.counter("devpipe_checkpoint_failures_
 export const queryOutcomes = registry.counter("devpipe_lake_queries_total", "Lake queries by kind (sql, events) and outcome (ok, invalid, timeout, rejected)");
 export const queryRunning = registry.gauge("devpipe_lake_queries_running", "Lake queries running (and waiting for a slot) in this gateway");
 export const sseRejected = registry.counter("devpipe_sse_rejected_total", "Alert streams refused or ended by the gateway, by reason (per_key_limit, slow_client)");
+
+const processMemory = registry.gauge("devpipe_process_memory_bytes", "This process's memory by part: rss, js_heap (the JS heap), js_external (memory JS objects hold outside it: buffers, WASM memories)");
+registry.collect(async () => {
+  const usage = process.memoryUsage();
+  processMemory.replace([
+    { labels: { part: "rss" }, value: usage.rss },
+    { labels: { part: "js_heap" }, value: usage.heapTotal },
+    { labels: { part: "js_external" }, value: usage.external },
+  ]);
+});

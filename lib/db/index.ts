@@ -4,6 +4,7 @@ import postgres, { type Sql } from "postgres";
 import type { Config } from "../config.ts";
 import { DbError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { registry } from "../metrics.ts";
 import { migrate } from "./migrate.ts";
 import { type PgliteMaintenance, type PgliteMaintenanceOptions, startPgliteMaintenance } from "./pglite-maintenance.ts";
 
@@ -64,6 +65,13 @@ export const PGLITE_SETTINGS: Readonly<Record<string, string>> = {
   maintenance_work_mem: "16MB",
 };
 
+/** The WASM memories of the embedded databases open in this process: they only ever grow. */
+const pgliteMemories = new Set<() => number>();
+const pgliteMemory = registry.gauge("devpipe_pglite_memory_bytes", "WASM memory of the embedded database (PGlite): its shared buffers, caches and the most any query needed at once; it never shrinks");
+registry.collect(async () => {
+  if (pgliteMemories.size > 0) pgliteMemory.set({}, [...pgliteMemories].reduce((sum, bytes) => sum + bytes(), 0));
+});
+
 export interface PgliteDb extends Db {
   readonly kind: "pglite";
   /** Checkpoints and VACUUM, PGlite having neither a checkpointer nor autovacuum (see pglite-maintenance.ts). */
@@ -91,6 +99,8 @@ export async function startPglite(dir: string, logger: Logger, options: PgliteOp
   const started = performance.now();
   const pglite = await PGlite.create(dir, { startParams: [...PGlite.defaultStartParams, ...settings] });
   const openMs = Math.round(performance.now() - started);
+  const memoryBytes = () => pglite.Module.HEAPU8.byteLength;
+  pgliteMemories.add(memoryBytes);
   const server = new PGLiteSocketServer({ db: pglite, host: "127.0.0.1", port: 0, maxConnections: 1 });
   await server.start();
   const sql = postgres(`postgres://postgres@${server.getServerConn()}/postgres`, { ...clientOptions(logger), max: 1 });
@@ -111,6 +121,7 @@ export async function startPglite(dir: string, logger: Logger, options: PgliteOp
         await sql.end({ timeout: 5 });
         await server.stop();
         await pglite.close();
+        pgliteMemories.delete(memoryBytes);
       })();
       return closing;
     },

@@ -133,6 +133,12 @@ const PURGE_EVERY_MS = 60_000;
 const PURGE_BATCH = 500;
 /** Rows written per insert statement at most (a long outage can leave many). */
 const ROWS_PER_INSERT = 64;
+/**
+ * Rows read per query when a partition's state loads (about 1 MB at 4,000 events/s): an hour of ids is
+ * hundreds of MB, and in embedded mode one query that long would hold PGlite's only connection for
+ * seconds, past /readyz's database check.
+ */
+const ROWS_PER_LOAD_QUERY = 64;
 
 const BLOCK_VERSION = 1;
 const BLOCK_HEADER = 24;
@@ -898,14 +904,21 @@ export function createDedupe(options: DedupeOptions): Dedupe {
           where topic = ${topic} and partition = p.partition
           order by max_time desc limit 1) n`;
       for (const { partition, newest: newestTime } of newest) {
-        const rows = await sql<{ from_offset: number; to_offset: number; max_time: Date; ids: Uint8Array }[]>`
-          select from_offset, to_offset, max_time, ids from dedupe_segments
-          where topic = ${topic} and partition = ${partition} and max_time >= to_timestamp(${state.keepFrom(newestTime.getTime())}::float8 / 1000.0)
-          order by from_offset, to_offset`;
-        const covered = state.load(
-          partition,
-          rows.map((r) => ({ partition, from_offset: r.from_offset, to_offset: r.to_offset, max_time: r.max_time.getTime(), ids: r.ids })),
-        );
+        const keepFrom = state.keepFrom(newestTime.getTime());
+        const rows: SegmentRow[] = [];
+        for (let after = { from: -1, to: -1 }; ; ) {
+          const page = await sql<{ from_offset: number; to_offset: number; max_time: Date; ids: Uint8Array }[]>`
+            select from_offset, to_offset, max_time, ids from dedupe_segments
+            where topic = ${topic} and partition = ${partition} and (from_offset, to_offset) > (${after.from}, ${after.to})
+              and max_time >= to_timestamp(${keepFrom}::float8 / 1000.0)
+            order by from_offset, to_offset
+            limit ${ROWS_PER_LOAD_QUERY}`;
+          for (const r of page) rows.push({ partition, from_offset: r.from_offset, to_offset: r.to_offset, max_time: r.max_time.getTime(), ids: r.ids });
+          const last = page.at(-1);
+          if (!last || page.length < ROWS_PER_LOAD_QUERY) break;
+          after = { from: last.from_offset, to: last.to_offset };
+        }
+        const covered = state.load(partition, rows);
         if (covered !== undefined) coverage.set(partition, covered);
       }
       logger.debug("dedupe state loaded", { partitions, coverage: [...coverage], ids: state.size() });
