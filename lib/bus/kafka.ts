@@ -35,6 +35,31 @@ function retriedByKafkajs(error: unknown, what: string): unknown {
   return new BusUnavailableError(`${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retriable: true });
 }
 
+/**
+ * Kafka's time-based retention goes by record timestamps (a segment goes once its newest timestamp is older
+ * than retention.ms, the active one included), and a record's timestamp here is the caller's: an event's
+ * time. A produce of records whose timestamps all lie more than the retention in the past (a device sending
+ * what it buffered for days, events.late) was deleted at the broker's next retention check, every 5 min,
+ * whether a group had read it or not: a consumer then met OFFSET_OUT_OF_RANGE and kafkajs reset it to the
+ * new log start, past them. A record whose timestamp is further than this from the produce time is stamped
+ * with the produce time (retention runs on append time, as on the embedded bus) and carries its own in
+ * TIMESTAMP_HEADER, which the consumer hands back as the record's timestamp. Live records (most) stay as they are.
+ */
+const TIMESTAMP_TOLERANCE_MS = 60_000;
+const TIMESTAMP_HEADER = "devpipe-timestamp";
+
+/** `records` with each far-off timestamp moved to TIMESTAMP_HEADER (a copy only when one is). */
+export function stampedForRetention(records: OutgoingRecord[], now: number): OutgoingRecord[] {
+  let stamped: OutgoingRecord[] | undefined;
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i] as OutgoingRecord;
+    if (record.timestamp === undefined || Math.abs(record.timestamp - now) <= TIMESTAMP_TOLERANCE_MS) continue;
+    stamped ??= records.slice();
+    stamped[i] = { ...record, timestamp: now, headers: { ...record.headers, [TIMESTAMP_HEADER]: String(record.timestamp) } };
+  }
+  return stamped ?? records;
+}
+
 /** A record's headers as strings (the first value of a repeated header), in a loop: this runs per record. */
 function headersOf(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -210,14 +235,15 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
     async produce(topic: string, records: OutgoingRecord[]): Promise<ProducedRecord[]> {
       if (records.length === 0) return [];
       const deadline = Date.now() + produceTimeoutMs;
+      const stamped = stampedForRetention(records, Date.now());
       const send = async () => {
         const count = await partitionCount(topic);
         const partitions = records.map((r) => partitionFor(r.key, count));
         const produced: ProducedRecord[] = [];
         // Every chunk is handed to the producer thread at once: it sends them in order, merged as they fit.
-        const chunks = byteChunks(records, partitions, MAX_PARTITION_BATCH_BYTES).map(([from, to]) => {
+        const chunks = byteChunks(stamped, partitions, MAX_PARTITION_BATCH_BYTES).map(([from, to]) => {
           const chunkPartitions = partitions.slice(from, to);
-          const acknowledged = producerThread().send(topic, records.slice(from, to), chunkPartitions, deadline);
+          const acknowledged = producerThread().send(topic, stamped.slice(from, to), chunkPartitions, deadline);
           // A later chunk's failure is reported by the first one awaited that fails; none goes unhandled.
           acknowledged.catch(() => undefined);
           return { chunkPartitions, acknowledged };
@@ -320,14 +346,17 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
         for (const message of batch.messages) {
           const offset = Number(message.offset);
           if (!positions.accepts(batch.topic, batch.partition, offset)) continue;
+          const headers = headersOf(message.headers);
+          const carried = headers[TIMESTAMP_HEADER];
+          if (carried !== undefined) delete headers[TIMESTAMP_HEADER];
           records.push({
             topic: batch.topic,
             partition: batch.partition,
             offset,
             key: message.key?.toString("utf8") ?? "",
             value: message.value ? new Uint8Array(message.value.buffer, message.value.byteOffset, message.value.byteLength) : new Uint8Array(0),
-            headers: headersOf(message.headers),
-            timestamp: Number(message.timestamp),
+            headers,
+            timestamp: carried === undefined ? Number(message.timestamp) : Number(carried),
           });
         }
         for (let i = 0; i < records.length && isRunning() && !isStale(); i += maxBatch) {
