@@ -154,15 +154,18 @@ export class TableLog {
     // grows with the log and is slow on S3. Most refreshes find nothing or one commit, so one is fetched
     // first and then batches.
     if (cached) {
-      const builder = new SnapshotBuilder(cached);
+      // Copied only once there is something to apply: a copy costs as much as the table has files and
+      // tombstones (a day of them), and most refreshes find nothing.
+      let builder: SnapshotBuilder | undefined;
       let version = cached.version;
       for (let batch = 1; ; batch = PARALLEL_GETS) {
         const next = await readCommits(this.store, this.table, version + 1, version + batch, true);
-        for (const actions of next) builder.apply(actions);
+        if (next.length > 0) builder ??= new SnapshotBuilder(cached);
+        for (const actions of next) builder?.apply(actions);
         version += next.length;
         if (next.length < batch) break;
       }
-      if (version > cached.version) {
+      if (builder && version > cached.version) {
         this.current = builder.seal(this.table, version);
         return this.current;
       }
