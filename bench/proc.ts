@@ -18,6 +18,12 @@ export function rssMb(pid: number): number {
   return kbOf(readFileSync(`/proc/${pid}/status`, "utf8"), "VmRSS") / 1024;
 }
 
+/** Resident memory of a process by kind, MiB: anonymous (heaps, JS, WASM memory) and file-backed (code, mapped files). */
+export function rssKindsMb(pid: number): { anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return { anon: kbOf(status, "RssAnon") / 1024, file: kbOf(status, "RssFile") / 1024 };
+}
+
 const kbOf = (status: string, name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? 0);
 
 /** Resident and peak resident memory of a process, MiB. */

@@ -18,7 +18,7 @@ import { createWriteStream, lstatSync, mkdirSync, mkdtempSync, readdirSync, read
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { procStat, rssMb } from "./proc.ts";
+import { procStat, rssKindsMb, rssMb } from "./proc.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -142,6 +142,14 @@ function rssMbOf(pid: number): number {
     return rssMb(pid);
   } catch {
     return 0;
+  }
+}
+
+function rssKindsOf(pid: number): { anon: number; file: number } {
+  try {
+    return rssKindsMb(pid);
+  } catch {
+    return { anon: Number.NaN, file: Number.NaN };
   }
 }
 
@@ -536,12 +544,13 @@ async function main() {
   let lastAt = performance.now();
   let lastAccepted = 0;
   let lastSimCpu = 0;
-  const samples: { minute: number; rss: number; dedupe: number | null; memory: MemoryParts; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
+  const samples: { minute: number; rss: number; dedupe: number | null; memory: MemoryParts & { rssAnon: number; rssFile: number }; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
 
   /** One sample; the first (at 0 s, the baseline of the disk figures) has no CPU figure. */
   const sample = async () => {
     const now = performance.now();
     const usage = treeUsage(server.pid);
+    const kinds = rssKindsOf(server.pid);
     const seconds = (now - lastAt) / 1000;
     const cpuPct = seconds >= 1 ? ((usage.cpuS - lastCpu) / seconds) * 100 : null;
     lastCpu = usage.cpuS;
@@ -555,12 +564,14 @@ async function main() {
     const [lag, ready] = await Promise.all([scrapeMetrics(), readyStatus()]);
     const accepted = simStates.reduce((s, x) => s + x.accepted, 0);
     const elapsed = (now - runStart) / 1000;
-    samples.push({ minute: elapsed / 60, rss: usage.rssMb, dedupe: lag.dedupeMb, memory: lag.memory, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
+    samples.push({ minute: elapsed / 60, rss: usage.rssMb, dedupe: lag.dedupeMb, memory: { ...lag.memory, rssAnon: kinds.anon, rssFile: kinds.file }, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
     print({
       phase: "sample",
       elapsed_s: Math.round(elapsed),
       rss_mb: round(usage.rssMb),
       dedupe_mb: lag.dedupeMb === null ? null : round(lag.dedupeMb),
+      rss_anon_mb: round(kinds.anon),
+      rss_file_mb: round(kinds.file),
       pglite_mb: lag.memory.pglite === null ? null : round(lag.memory.pglite),
       js_heap_mb: lag.memory.jsHeap === null ? null : round(lag.memory.jsHeap),
       js_external_mb: lag.memory.jsExternal === null ? null : round(lag.memory.jsExternal),
@@ -680,8 +691,11 @@ async function main() {
     rss_minus_dedupe_after_warmup: flatness(warm.map((s) => s.rss - (s.dedupe ?? 0))),
     // Where the memory is: each part's first and last value after warm-up and its slope.
     memory_mb_after_warmup: Object.fromEntries(
-      (["pglite", "jsHeap", "jsExternal"] as const).map((part) => {
-        const values = warm.flatMap((s) => (s.memory[part] === null ? [] : [[s.minute, s.memory[part]] as [number, number]]));
+      (["rssAnon", "rssFile", "pglite", "jsHeap", "jsExternal"] as const).map((part) => {
+        const values = warm.flatMap((s) => {
+          const value = s.memory[part];
+          return value === null || Number.isNaN(value) ? [] : [[s.minute, value] as [number, number]];
+        });
         return [part, { first: round(values[0]?.[1] ?? Number.NaN), last: round(values[values.length - 1]?.[1] ?? Number.NaN), mb_per_min: round(slope(values), 3) }];
       }),
     ),
