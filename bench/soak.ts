@@ -685,6 +685,11 @@ async function main() {
     samples_after_warmup: warm.length,
     disk: perPart,
     rss_mb_after_warmup: { min: round(rssMin), max: round(rssMax), mean: round(rssMean), mb_per_min: round(slope(warm.map((s) => [s.minute, s.rss])), 3) },
+    // Means of 10-minute buckets after warm-up: the trend, without the garbage collector's sawtooth of single samples.
+    rss_mb_by_10min: Array.from({ length: Math.ceil((runSeconds / 60 - WARMUP_MIN) / 10) }, (_, i) => {
+      const bucket = warm.filter((s) => s.minute >= WARMUP_MIN + i * 10 && s.minute < WARMUP_MIN + (i + 1) * 10).map((s) => s.rss);
+      return round(bucket.reduce((a, b) => a + b, 0) / Math.max(1, bucket.length));
+    }),
     rss_flat_10pct: rssWarm.length > 0 && rssMax <= rssMean * 1.1 && rssMin >= rssMean * 0.9,
     // The dedupe state grows by design until its horizons fill (rate × horizon ids): the rest of the memory apart from it.
     dedupe_mb_after_warmup: { first: warm[0]?.dedupe ?? null, last: warm[warm.length - 1]?.dedupe ?? null, mb_per_min: round(slope(warm.map((s) => [s.minute, s.dedupe ?? 0])), 3) },
