@@ -4,6 +4,7 @@ import type { Logger } from "../log.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import { startProducerThread } from "./kafka-producer-client.ts";
 import { backoffDelay } from "../retry.ts";
+import { runAssignmentHandler } from "./assign-retry.ts";
 import { partitionFor } from "./partitioner.ts";
 import { PositionTracker } from "./positions.ts";
 import type { Batch, Bus, ConsumeOptions, Consumer, DeliveredRecord, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec } from "./types.ts";
@@ -314,21 +315,13 @@ export function createKafkaBus(options: KafkaBusOptions): Bus {
           await revoke(revoked);
           // Retried here, with eachBatch waiting (and heartbeating): a failure handed to kafkajs would only come
           // back after its retries and a restart of the consumer, if at all.
-          for (let attempt = 1; joined === generation && !stopped; attempt++) {
-            try {
-              const starts = (await opts.onAssign?.(next)) ?? [];
-              // A later join (or a crash) runs its own onAssign and seeks; these positions are stale.
-              if (joined !== generation || stopped) return;
-              for (const start of starts) {
-                positions.set(start);
-                consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
-              }
-              return;
-            } catch (error) {
-              const delayMs = backoffDelay(Math.min(attempt, 8), { initialDelayMs: 100, maxDelayMs: 5_000 });
-              logger.error("partition assignment handler failed; it runs again", { group: opts.group, attempt, delay_ms: delayMs, error });
-              await Bun.sleep(delayMs);
-            }
+          const current = () => joined === generation && !stopped;
+          const starts = await runAssignmentHandler(async () => (await opts.onAssign?.(next)) ?? [], { current, logger, group: opts.group });
+          // A later join (or a crash) runs its own onAssign and seeks; these positions are stale.
+          if (starts === undefined || !current()) return;
+          for (const start of starts) {
+            positions.set(start);
+            consumer.seek({ topic: start.topic, partition: start.partition, offset: String(start.offset) });
           }
         });
       });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { BusRequestError, BusUnavailableError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { backoffDelay } from "../../retry.ts";
+import { runAssignmentHandler } from "../assign-retry.ts";
 import { partitionFor } from "../partitioner.ts";
 import { PositionTracker } from "../positions.ts";
 import type { Bus, ConsumeOptions, Consumer, OutgoingRecord, PartitionLag, PartitionOffset, ProducedRecord, TopicPartition, TopicSpec, TopicStorage } from "../types.ts";
@@ -196,17 +197,10 @@ export async function createEmbeddedBus(options: EmbeddedBusOptions): Promise<Bu
           await member.options.onRevoke?.(revoked).catch((error: unknown) => logger.warn("revoke handler failed; what it had not committed is read again by the new owner", { group, error }));
         }
         // No record of the assignment is delivered before onAssign has said where each partition starts.
-        for (let attempt = 1; !member.stopped && member.rebalances === turn; attempt++) {
-          try {
-            const chosen = (await member.options.onAssign?.(next)) ?? [];
-            member.positions = next.map((tp) => chosen.find((c) => sameTp(c, tp)) ?? { ...tp, offset: startPosition(group, tp, member.options.start ?? "earliest") });
-            return;
-          } catch (error) {
-            const delayMs = backoffDelay(Math.min(attempt, 8), { initialDelayMs: 100, maxDelayMs: 5_000 });
-            logger.error("partition assignment handler failed; it runs again", { group, attempt, delay_ms: delayMs, error });
-            await Bun.sleep(delayMs);
-          }
-        }
+        const current = () => !member.stopped && member.rebalances === turn;
+        const chosen = await runAssignmentHandler(async () => (await member.options.onAssign?.(next)) ?? [], { current, logger, group });
+        if (chosen === undefined) return;
+        member.positions = next.map((tp) => chosen.find((c) => sameTp(c, tp)) ?? { ...tp, offset: startPosition(group, tp, member.options.start ?? "earliest") });
       });
     }
   };
