@@ -268,6 +268,61 @@ describe("sessions close deterministically under the watermark", () => {
       }
     }
   });
+
+  test("with session_end closing sessions often (hundreds of final sessions a key), lateness and the stored sessions do not depend on checkpoints or a restart", () => {
+    // Final sessions are kept sorted by reach and forgotten only at checkpoints; a restart loads them in any order.
+    let state = 4_242;
+    const random = () => {
+      state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return state / 2_147_483_648;
+    };
+    for (let round = 0; round < 40; round++) {
+      const events: Envelope[] = [];
+      for (const user of ["u1", "u2"]) {
+        let t = T + Math.floor(random() * 10 * MIN);
+        for (let i = 0; i < 300; i++) {
+          const r = random();
+          events.push(activity(user, t, r < 0.3 ? "session_end" : "page_view"));
+          t += Math.floor(random() * (r < 0.6 ? 2 : 40) * MIN) + 1;
+        }
+      }
+      const arrival = events.map((e) => ({ e, at: e.event_time + random() * 45 * MIN })).sort((a, b) => a.at - b.at).map((a) => a.e);
+      let max = Number.NEGATIVE_INFINITY;
+      const sequence = arrival.map((e) => {
+        const watermark = max - 2 * MIN;
+        max = Math.max(max, e.event_time);
+        return { e, watermark, checkpoint: random() < 0.2 };
+      });
+      const restartAt = Math.floor(sequence.length / 2);
+      const runWith = (mode: "none" | "checkpoints" | "restart") => {
+        let engine = sessionsOnly();
+        const table = new Map<string, Stored & { key: string; row: WindowRow }>();
+        const late: string[] = [];
+        sequence.forEach(({ e, watermark, checkpoint }, i) => {
+          if (engine.apply(e, watermark).length > 0) late.push(e.event_id);
+          if (mode !== "none" && checkpoint) {
+            engine.finalize(watermark);
+            flush(engine, table);
+          }
+          if (mode === "restart" && i === restartAt) {
+            engine.finalize(watermark);
+            flush(engine, table);
+            engine = sessionsOnly();
+            // Rows come back from the table in no particular order.
+            engine.load([...table.values()].map((r) => ({ ...r.row })).sort(() => random() - 0.5));
+          }
+        });
+        engine.finalize(max - 2 * MIN);
+        flush(engine, table);
+        return { late, u1: rows(table, "u1"), u2: rows(table, "u2") };
+      };
+      const none = runWith("none");
+      expect(runWith("checkpoints")).toEqual(none);
+      expect(runWith("restart")).toEqual(none);
+      expect(none.u1.length).toBeGreaterThan(50);
+      expect(none.late.length).toBeGreaterThan(0);
+    }
+  });
 });
 
 describe("watermarks per event type", () => {

@@ -99,12 +99,22 @@ export class PartitionWindows {
     if (starts?.size === 0) this.sessionStarts.delete(group);
   }
 
+  /**
+   * Remembers a final session, keeping its key's list sorted by reach. Sessions close as the watermark passes
+   * their reach, so almost every one goes at the end. In place: a key active for the whole gap holds hundreds
+   * of closed sessions (thousands where session_end events close them often), and copying them was quadratic.
+   */
   private remember(view: AnyView, row: Pick<WindowRow, "key" | "start" | "end" | "acc">) {
     const byKey = this.closedSessions.get(view.name) ?? new Map<string, ClosedSession[]>();
+    const session = { start: row.start, reach: closesAt(view, row) };
     const closed = byKey.get(row.key);
-    // In place: a key active for the whole gap holds hundreds of closed sessions, and copying them at every close was quadratic.
-    if (closed) closed.push({ start: row.start, reach: closesAt(view, row) });
-    else byKey.set(row.key, [{ start: row.start, reach: closesAt(view, row) }]);
+    if (!closed) byKey.set(row.key, [session]);
+    else {
+      let at = closed.length;
+      while (at > 0 && (closed[at - 1] as ClosedSession).reach > session.reach) at--;
+      if (at === closed.length) closed.push(session);
+      else closed.splice(at, 0, session);
+    }
     this.closedSessions.set(view.name, byKey);
   }
 
@@ -120,7 +130,13 @@ export class PartitionWindows {
    * sessions an event could still reach (so a restart judges events as an uninterrupted run would).
    */
   load(rows: WindowRow[]) {
-    for (const row of rows) {
+    // Final sessions in order of reach, as `remember` keeps them (appending each is then constant time).
+    const byReach = (row: WindowRow) => {
+      const view = this.byName.get(row.view);
+      return view ? closesAt(view, row) : 0;
+    };
+    const finals = rows.filter((row) => row.final).sort((a, b) => byReach(a) - byReach(b));
+    for (const row of [...rows.filter((r) => !r.final), ...finals]) {
       const view = this.byName.get(row.view);
       if (!view) continue;
       const isSession = view.window.kind === "session";
@@ -166,21 +182,34 @@ export class PartitionWindows {
     return late;
   }
 
-  /** Closed sessions of a key an event may still reach; the others are forgotten. */
-  private reachableClosed(view: AnyView, key: string, watermark: number): ClosedSession[] {
-    if (view.window.kind !== "session") return [];
+  /**
+   * Whether an event at `t` would extend or bridge into a final session of its key. Only sessions reaching
+   * `t` or later can: in a list sorted by reach, the last few for a live event, so this scans from the end.
+   */
+  private touchesClosed(view: AnyView, key: string, t: number): boolean {
+    if (view.window.kind !== "session") return false;
     const gap = view.window.gapMs;
-    const byKey = this.closedSessions.get(view.name);
-    const closed = byKey?.get(key);
-    if (!byKey || !closed) return [];
-    // An event at or before `reach` is behind watermark − gap once watermark ≥ reach + gap: late by itself.
-    // Most calls drop nothing: scan before allocating (this runs for every event of a session view).
-    if (closed.every((c) => watermark < c.reach + gap)) return closed;
-    const kept = closed.filter((c) => watermark < c.reach + gap);
-    if (kept.length === 0) byKey.delete(key);
-    else if (kept.length !== closed.length) byKey.set(key, kept);
-    if (byKey.size === 0) this.closedSessions.delete(view.name);
-    return kept;
+    const closed = this.closedSessions.get(view.name)?.get(key) ?? [];
+    for (let i = closed.length - 1; i >= 0; i--) {
+      const session = closed[i] as ClosedSession;
+      if (session.reach < t) return false;
+      if (t >= session.start - gap) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Forgets the final sessions of a key no event can reach any more: an event at or before `reach` is behind
+   * watermark − gap once watermark ≥ reach + gap, late by itself. They lead the list, sorted by reach.
+   */
+  private forgetUnreachable(view: AnyView, byKey: Map<string, ClosedSession[]>, key: string, watermark: number) {
+    if (view.window.kind !== "session") return;
+    const gap = view.window.gapMs;
+    const closed = byKey.get(key) ?? [];
+    let gone = 0;
+    while (gone < closed.length && (closed[gone] as ClosedSession).reach + gap <= watermark) gone++;
+    if (gone === closed.length) byKey.delete(key);
+    else if (gone > 0) closed.splice(0, gone);
   }
 
   private applySession(view: AnyView, key: string, event: Envelope, watermark: number): boolean {
@@ -200,7 +229,7 @@ export class PartitionWindows {
     // Late: the session the event would start alone has closed (then it may reach final sessions this engine no
     // longer remembers), or it would extend or bridge into a session that is final.
     if (t + gap <= watermark) return true;
-    if (this.reachableClosed(view, key, watermark).some((c) => t >= c.start - gap && t <= c.reach)) return true;
+    if (this.touchesClosed(view, key, t)) return true;
     // Every open session left closes after the watermark: merging into them closes after it too.
     const touching = open.filter((s) => t >= s.start - gap && t <= closesAt(view, s));
     let acc = view.add(view.init(), event);
@@ -230,7 +259,8 @@ export class PartitionWindows {
     for (const [name, byKey] of [...this.closedSessions]) {
       const view = this.byName.get(name);
       const watermark = marks.get(name);
-      if (view && watermark !== undefined) for (const key of [...byKey.keys()]) this.reachableClosed(view, key, watermark);
+      if (view && watermark !== undefined) for (const key of [...byKey.keys()]) this.forgetUnreachable(view, byKey, key, watermark);
+      if (byKey.size === 0) this.closedSessions.delete(name);
     }
   }
 
