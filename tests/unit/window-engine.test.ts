@@ -212,13 +212,32 @@ describe("sessions close deterministically under the watermark", () => {
     expect(upserts.map((r) => [r.start - T, r.end - T, (r.acc as { events: number }).events])).toEqual([[31 * MIN, 35 * MIN, 2]]);
   });
 
-  test("the stored sessions are a function of the (event, watermark) sequence only, and equal the sessions of the events not late", () => {
-    // A small deterministic generator: three users, sessions split by gaps, arrival out of order by up to 45 min.
-    let state = 12_345;
-    const random = () => {
+  /** A small deterministic generator of numbers in [0, 1). */
+  const seeded = (seed: number) => {
+    let state = seed;
+    return () => {
       state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
       return state / 2_147_483_648;
     };
+  };
+  /**
+   * The events in arrival order (each up to 45 min late), each with the watermark before it (2 min behind the
+   * newest event time seen) and whether a checkpoint follows it (with probability `checkpointShare`).
+   */
+  const arrivals = (events: Envelope[], random: () => number, checkpointShare: number) => {
+    const arrival = events.map((e) => ({ e, at: e.event_time + random() * 45 * MIN })).sort((a, b) => a.at - b.at).map((a) => a.e);
+    let max = Number.NEGATIVE_INFINITY;
+    const sequence = arrival.map((e) => {
+      const watermark = max - 2 * MIN;
+      max = Math.max(max, e.event_time);
+      return { e, watermark, checkpoint: random() < checkpointShare };
+    });
+    return { sequence, finalWatermark: max - 2 * MIN };
+  };
+
+  test("the stored sessions are a function of the (event, watermark) sequence only, and equal the sessions of the events not late", () => {
+    // Three users, sessions split by gaps, arrival out of order by up to 45 min.
+    const random = seeded(12_345);
     for (let round = 0; round < 200; round++) {
       const events: Envelope[] = [];
       for (const user of ["u1", "u2", "u3"]) {
@@ -228,13 +247,7 @@ describe("sessions close deterministically under the watermark", () => {
           t += MIN + Math.floor(random() * 50 * MIN) + 1;
         }
       }
-      const arrival = events.map((e) => ({ e, at: e.event_time + random() * 45 * MIN })).sort((a, b) => a.at - b.at).map((a) => a.e);
-      let max = Number.NEGATIVE_INFINITY;
-      const sequence = arrival.map((e) => {
-        const watermark = max - 2 * MIN;
-        max = Math.max(max, e.event_time);
-        return { e, watermark, checkpoint: random() < 0.3 };
-      });
+      const { sequence, finalWatermark } = arrivals(events, random, 0.3);
       const runWith = (checkpoints: boolean) => {
         const engine = sessionsOnly();
         const table = new Map<string, Stored & { key: string; row: WindowRow }>();
@@ -246,7 +259,7 @@ describe("sessions close deterministically under the watermark", () => {
             flush(engine, table);
           }
         }
-        engine.finalize(max - 2 * MIN);
+        engine.finalize(finalWatermark);
         flush(engine, table);
         return { accepted: accepted.map((e) => e.event_id), u1: rows(table, "u1"), u2: rows(table, "u2"), u3: rows(table, "u3"), all: accepted };
       };
@@ -271,11 +284,7 @@ describe("sessions close deterministically under the watermark", () => {
 
   test("with session_end closing sessions often (hundreds of final sessions a key), lateness and the stored sessions do not depend on checkpoints or a restart", () => {
     // Final sessions are kept sorted by reach and forgotten only at checkpoints; a restart loads them in any order.
-    let state = 4_242;
-    const random = () => {
-      state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
-      return state / 2_147_483_648;
-    };
+    const random = seeded(4_242);
     for (let round = 0; round < 40; round++) {
       const events: Envelope[] = [];
       for (const user of ["u1", "u2"]) {
@@ -286,13 +295,7 @@ describe("sessions close deterministically under the watermark", () => {
           t += Math.floor(random() * (r < 0.6 ? 2 : 40) * MIN) + 1;
         }
       }
-      const arrival = events.map((e) => ({ e, at: e.event_time + random() * 45 * MIN })).sort((a, b) => a.at - b.at).map((a) => a.e);
-      let max = Number.NEGATIVE_INFINITY;
-      const sequence = arrival.map((e) => {
-        const watermark = max - 2 * MIN;
-        max = Math.max(max, e.event_time);
-        return { e, watermark, checkpoint: random() < 0.2 };
-      });
+      const { sequence, finalWatermark } = arrivals(events, random, 0.2);
       const restartAt = Math.floor(sequence.length / 2);
       const runWith = (mode: "none" | "checkpoints" | "restart") => {
         let engine = sessionsOnly();
@@ -312,7 +315,7 @@ describe("sessions close deterministically under the watermark", () => {
             engine.load([...table.values()].map((r) => ({ ...r.row })).sort(() => random() - 0.5));
           }
         });
-        engine.finalize(max - 2 * MIN);
+        engine.finalize(finalWatermark);
         flush(engine, table);
         return { late, u1: rows(table, "u1"), u2: rows(table, "u2") };
       };
