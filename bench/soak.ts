@@ -237,11 +237,6 @@ async function readyStatus(timeoutMs = 5_000): Promise<number> {
   }
 }
 
-/**
- * From GET /metrics (it needs no key): the worst `devpipe_consumer_lag` series (lag null when /metrics does
- * not answer) and the topics `devpipe_bus_blocked` reports as refusing produces (null when the server has no
- * such series).
- */
 /** Memory parts the server reports (MB): PGlite's WASM memory, the JS heap and what JS holds outside it. */
 interface MemoryParts {
   pglite: number | null;
@@ -250,6 +245,11 @@ interface MemoryParts {
 }
 const noMemory: MemoryParts = { pglite: null, jsHeap: null, jsExternal: null };
 
+/**
+ * From GET /metrics (it needs no key): the worst `devpipe_consumer_lag` series (lag null when /metrics does
+ * not answer) and the topics `devpipe_bus_blocked` reports as refusing produces (null when the server has no
+ * such series).
+ */
 async function scrapeMetrics(): Promise<{ lag: number | null; series: number; worst?: string; blocked: string[] | null; dedupeMb: number | null; memory: MemoryParts }> {
   try {
     const response = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(15_000) });

@@ -112,8 +112,7 @@ export class PartitionWindows {
     else {
       let at = closed.length;
       while (at > 0 && (closed[at - 1] as ClosedSession).reach > session.reach) at--;
-      if (at === closed.length) closed.push(session);
-      else closed.splice(at, 0, session);
+      closed.splice(at, 0, session);
     }
     this.closedSessions.set(view.name, byKey);
   }
@@ -131,18 +130,15 @@ export class PartitionWindows {
    */
   load(rows: WindowRow[]) {
     // Final sessions in order of reach, as `remember` keeps them (appending each is then constant time).
-    const byReach = (row: WindowRow) => {
-      const view = this.byName.get(row.view);
-      return view ? closesAt(view, row) : 0;
-    };
-    const finals = rows.filter((row) => row.final).sort((a, b) => byReach(a) - byReach(b));
-    for (const row of [...rows.filter((r) => !r.final), ...finals]) {
+    const finals: { view: AnyView; row: WindowRow; reach: number }[] = [];
+    for (const row of rows) {
       const view = this.byName.get(row.view);
       if (!view) continue;
       const isSession = view.window.kind === "session";
       if (!row.final) this.put(row, isSession);
-      else if (isSession) this.remember(view, row);
+      else if (isSession) finals.push({ view, row, reach: closesAt(view, row) });
     }
+    for (const { view, row } of finals.sort((a, b) => a.reach - b.reach)) this.remember(view, row);
   }
 
   size(): number {
@@ -189,7 +185,8 @@ export class PartitionWindows {
   private touchesClosed(view: AnyView, key: string, t: number): boolean {
     if (view.window.kind !== "session") return false;
     const gap = view.window.gapMs;
-    const closed = this.closedSessions.get(view.name)?.get(key) ?? [];
+    const closed = this.closedSessions.get(view.name)?.get(key);
+    if (!closed) return false;
     for (let i = closed.length - 1; i >= 0; i--) {
       const session = closed[i] as ClosedSession;
       if (session.reach < t) return false;
