@@ -237,13 +237,14 @@ async function readyStatus(timeoutMs = 5_000): Promise<number> {
   }
 }
 
-/** Memory parts the server reports (MB): PGlite's WASM memory, the JS heap and what JS holds outside it. */
+/** Memory parts the server reports (MB): PGlite's WASM memory, the JS heap, what JS holds outside it, and DuckDB's buffer managers. */
 interface MemoryParts {
   pglite: number | null;
   jsHeap: number | null;
   jsExternal: number | null;
+  duckdb: number | null;
 }
-const noMemory: MemoryParts = { pglite: null, jsHeap: null, jsExternal: null };
+const noMemory: MemoryParts = { pglite: null, jsHeap: null, jsExternal: null, duckdb: null };
 
 /**
  * From GET /metrics (it needs no key): the worst `devpipe_consumer_lag` series (lag null when /metrics does
@@ -269,6 +270,7 @@ async function scrapeMetrics(): Promise<{ lag: number | null; series: number; wo
       if (line.startsWith("devpipe_pglite_memory_bytes ")) memory.pglite = value / 1e6;
       if (line.startsWith('devpipe_process_memory_bytes{part="js_heap"}')) memory.jsHeap = value / 1e6;
       if (line.startsWith('devpipe_process_memory_bytes{part="js_external"}')) memory.jsExternal = value / 1e6;
+      if (line.startsWith("devpipe_duckdb_memory_bytes{")) memory.duckdb = (memory.duckdb ?? 0) + value / 1e6;
       if (line.startsWith("devpipe_dedupe_bytes{")) {
         dedupeBytes = (dedupeBytes ?? 0) + value;
         continue;
@@ -575,6 +577,7 @@ async function main() {
       pglite_mb: lag.memory.pglite === null ? null : round(lag.memory.pglite),
       js_heap_mb: lag.memory.jsHeap === null ? null : round(lag.memory.jsHeap),
       js_external_mb: lag.memory.jsExternal === null ? null : round(lag.memory.jsExternal),
+      duckdb_mb: lag.memory.duckdb === null ? null : round(lag.memory.duckdb),
       cpu_pct: cpuPct === null ? null : round(cpuPct),
       processes: usage.processes,
       simulators_cpu_pct: simCpuPct === null ? null : round(simCpuPct),
@@ -696,7 +699,7 @@ async function main() {
     rss_minus_dedupe_after_warmup: flatness(warm.map((s) => s.rss - (s.dedupe ?? 0))),
     // Where the memory is: each part's first and last value after warm-up and its slope.
     memory_mb_after_warmup: Object.fromEntries(
-      (["rssAnon", "rssFile", "pglite", "jsHeap", "jsExternal"] as const).map((part) => {
+      (["rssAnon", "rssFile", "pglite", "jsHeap", "jsExternal", "duckdb"] as const).map((part) => {
         const values = warm.flatMap((s) => {
           const value = s.memory[part];
           return value === null || Number.isNaN(value) ? [] : [[s.minute, value] as [number, number]];

@@ -1,4 +1,5 @@
 import { type DuckDBConnection, DuckDBInstance, DuckDBTypeId, type DuckDBValue, JsonDuckDBValueConverter } from "@duckdb/node-api";
+import { registry } from "../metrics.ts";
 
 /** A JSON-ready result: column names and DuckDB types, rows as arrays in column order. */
 export interface QueryResult {
@@ -30,6 +31,18 @@ function jsonValue(value: unknown, typeId: DuckDBTypeId): unknown {
   return value;
 }
 
+/** Databases opened with a name, each with a second connection so that a scrape never waits behind a long statement. */
+const measured = new Map<DuckDBInstance, { name: string; connection: DuckDBConnection }>();
+const duckMemory = registry.gauge("devpipe_duckdb_memory_bytes", "Memory held by DuckDB's buffer manager (duckdb_memory()), by database (sink, dims, compaction); allocations outside it are not counted");
+registry.collect(async () => {
+  const bytes = new Map<string, number>();
+  for (const { name, connection } of [...measured.values()]) {
+    const reader = await connection.runAndReadAll("select coalesce(sum(memory_usage_bytes), 0)::DOUBLE from duckdb_memory()").catch(() => undefined);
+    bytes.set(name, (bytes.get(name) ?? 0) + Number(reader?.getRows()[0]?.[0] ?? 0));
+  }
+  duckMemory.replace([...bytes].map(([name, value]) => ({ labels: { database: name }, value })));
+});
+
 /**
  * One in-memory DuckDB database and connection. The lake's only door to DuckDB: writers copy
  * to Parquet through it, readers open one per query (see query-process.ts) so that each can be locked down.
@@ -40,9 +53,11 @@ export class Duck {
     private readonly connection: DuckDBConnection,
   ) {}
 
-  static async open(settings: Record<string, string> = {}): Promise<Duck> {
+  /** `name` puts the database's memory on /metrics (`devpipe_duckdb_memory_bytes{database}`) until it is closed. */
+  static async open(settings: Record<string, string> = {}, name?: string): Promise<Duck> {
     // Without the ICU extension (not downloadable here) DuckDB keeps TIMESTAMPTZ in UTC.
     const instance = await DuckDBInstance.create(":memory:", settings);
+    if (name) measured.set(instance, { name, connection: await instance.connect() });
     return new Duck(instance, await instance.connect());
   }
 
@@ -87,6 +102,8 @@ export class Duck {
   }
 
   close(): void {
+    measured.get(this.instance)?.connection.closeSync();
+    measured.delete(this.instance);
     this.connection.closeSync();
     this.instance.closeSync();
   }

@@ -3,6 +3,7 @@ import { payloadColumns, viewNameOf } from "../../lib/lake/columns.ts";
 import { Duck } from "../../lib/lake/duckdb.ts";
 import { allowedFunctions, checkParsedStatement } from "../../lib/lake/sql-allow-list.ts";
 import { MAX_SQL_BYTES, sqlTextProblem } from "../../lib/lake/sql-guard.ts";
+import { registry } from "../../lib/metrics.ts";
 import { dimTableOf, eventTableOf, fileKeyOf, hourPartitionFrom, hourPartitionOf, hourStartOf, newDataFilePath, partitionValuesOf, writtenAt } from "../../lib/lake/tables.ts";
 
 test("lake tables: one per type and dim; data files named by partition and write time", () => {
@@ -165,4 +166,19 @@ describe("the allow-list over DuckDB's own parse trees", () => {
       expect({ sql, ok: verdict.ok, named: !verdict.ok && verdict.reason.includes(named) }).toEqual({ sql, ok: false, named: true });
     }
   });
+});
+
+test("a named DuckDB reports its buffer memory on /metrics until it is closed", async () => {
+  const series = async (name: string) => (await registry.render()).split("\n").find((line) => line.startsWith(`devpipe_duckdb_memory_bytes{database="${name}"}`));
+  const duck = await Duck.open({ threads: "1", memory_limit: "256MB" }, "unit-test");
+  try {
+    // A table of 2M integers lives in DuckDB's buffer manager: ~16 MB at least.
+    await duck.run("create table t as select range as n from range(2000000)");
+    const line = await series("unit-test");
+    expect(line).toBeDefined();
+    expect(Number(line?.slice(line.lastIndexOf(" ") + 1))).toBeGreaterThan(8_000_000);
+  } finally {
+    duck.close();
+  }
+  expect(await series("unit-test")).toBeUndefined();
 });

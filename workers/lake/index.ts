@@ -50,8 +50,8 @@ const compactionDuckSettings = (tempDir: string) => ({ threads: "1", memory_limi
 export async function createLakeSink(services: Services): Promise<StreamJob> {
   const logger = services.logger.child({ job: "lake" });
   const workDir = join(services.config.dataDir, "lake-work", String(process.pid));
-  const sinkDuck = await Duck.open({ threads: "2", memory_limit: "2GB" });
-  const dimsDuck = await Duck.open({ threads: "1", memory_limit: "256MB" });
+  const sinkDuck = await Duck.open({ threads: "2", memory_limit: "2GB" }, "sink");
+  const dimsDuck = await Duck.open({ threads: "1", memory_limit: "256MB" }, "dims");
   const files = localFiles(services.lake, lakeCacheDir(services.config.dataDir));
   const { compactIntervalMs, compactAfterMs, retentionMs } = services.config.lakeSink;
   const job = createLakeJob({ sql: services.db.sql, store: services.lake, duck: sinkDuck, workDir: join(workDir, "flush"), topics: services.topics, logger, retentionMs });
@@ -61,7 +61,7 @@ export async function createLakeSink(services: Services): Promise<StreamJob> {
   const duckLane = new Lane(onError);
   const vacuumLane = new Lane(onError);
   const compact = async () => {
-    const duck = await Duck.open(compactionDuckSettings(join(maintenance.workDir, "duck-spill")));
+    const duck = await Duck.open(compactionDuckSettings(join(maintenance.workDir, "duck-spill")), "compaction");
     const result = await compactOnce({ ...maintenance, duck, files, closeAfterMs: compactAfterMs }).finally(() => duck.close());
     if (result.groups > 0 || result.conflicts > 0) logger.info("compacted", { ...result });
   };
