@@ -111,3 +111,52 @@ for (const lake of lakes) {
     }, 60_000);
   });
 }
+
+describe("compaction bounds the rows of one merge", () => {
+  test("an hour's small files are packed in write order into merges of at most fileRows rows; big files stay; every row once, each output sorted", async () => {
+    const root = join(scratch.path, uniqueName("lake-bins"));
+    const store = createDirStore(root);
+    const duck = await Duck.open({ threads: "1" });
+    const deps: GroupDeps = { store, duck, files: localFiles(store, join(scratch.path, "cache-bins")), workDir: join(scratch.path, "work-bins"), logger: quiet };
+    const rowsOf = (files: { stats?: string }[]) => files.map((f) => JSON.parse(f.stats ?? "{}").numRecords as number);
+    try {
+      await ensureTable(store, table, eventTableDefinition(type));
+      const sizes = [120, 40, 90, 200, 10, 300, 60, 60, 60, 5];
+      for (const [i, rows] of sizes.entries()) {
+        await flush(store, duck, i + 1, rows);
+        await Bun.sleep(2); // files are ordered by their write time, in milliseconds
+      }
+      const planned = await readSnapshot(store, table);
+      // The default bound puts the whole hour in one merge, as before.
+      expect(compactableGroups(table, planned, Date.now(), 10).map((g) => g.files.length)).toEqual([10]);
+
+      // With 250: files of 125 rows or more (200, 300) are not small; the rest fill merges in write order.
+      const groups = compactableGroups(table, planned, Date.now(), 10, 250);
+      expect(groups.map((g) => rowsOf(g.files))).toEqual([
+        [120, 40, 90],
+        [10, 60, 60, 60, 5],
+      ]);
+      let snapshot = planned;
+      for (const group of groups) {
+        const outcome = await compactGroup(deps, snapshot, group);
+        expect(outcome.status).toBe("committed");
+        snapshot = await readSnapshot(store, table);
+      }
+      expect(rowsOf([...snapshot.files.values()]).sort((a, b) => a - b)).toEqual([195, 200, 250, 300]);
+      // The outputs are not small: nothing is left to merge.
+      expect(compactableGroups(table, snapshot, Date.now(), 10, 250)).toEqual([]);
+
+      const compacted = [...snapshot.files.values()].filter((add) => add.path.includes("/compacted-"));
+      expect(compacted).toHaveLength(2);
+      for (const path of await deps.files.paths(compacted.map((add) => fileKeyOf(table, add.path)))) {
+        const [order] = await duck.objects(`select count(*) filter (where key < prev_key or (key = prev_key and event_time < prev_time)) as unsorted
+          from (select key, event_time, lag(key) over () as prev_key, lag(event_time) over () as prev_time from read_parquet(${sqlStringList([path])}))`);
+        expect(order).toEqual({ unsorted: 0 });
+      }
+      const byDelta = await readDelta(join(root, table), { countDistinct: ["event_id"] });
+      expect({ rows: byDelta.num_rows, ids: byDelta.distinct.event_id, files: byDelta.files }).toEqual({ rows: 945, ids: 945, files: 4 });
+    } finally {
+      duck.close();
+    }
+  }, 60_000);
+});

@@ -24,6 +24,12 @@ export const COMPACTION_JOB = "compaction";
 const ROW_GROUP_ROWS = 16_384;
 /** Groups merged per run, so one run stays short. */
 const GROUPS_PER_RUN = 50;
+/**
+ * Rows of one compacted file, so one merge sorts at most this many rows whatever the event rate: its memory
+ * (DuckDB's limit plus ~100 MB it keeps outside that limit while scanning) stays the same at 4,000 or
+ * 40,000 events/s. A busy hour becomes a few files, each sorted by key and time.
+ */
+export const COMPACTED_FILE_ROWS = 2_000_000;
 
 export interface CompactionDeps {
   sql: Sql;
@@ -37,6 +43,8 @@ export interface CompactionDeps {
   closeAfterMs: number;
   /** Groups merged per run (default 50). */
   maxGroups?: number;
+  /** Rows of one compacted file (default COMPACTED_FILE_ROWS). */
+  fileRows?: number;
   /** LAKE_RETENTION_S, for the checkpoints its commits write. */
   retentionMs?: number;
 }
@@ -44,7 +52,7 @@ export interface CompactionDeps {
 /** What merging one group needs (no database: the caller records the run). */
 export type GroupDeps = Pick<CompactionDeps, "store" | "files" | "duck" | "workDir" | "logger" | "retentionMs">;
 
-/** The live files of one closed hour of one event table: merged into one file by one commit. */
+/** Live files of one closed hour of one event table, at most a compacted file's rows: merged into one file by one commit. */
 export interface CompactionGroup {
   table: string;
   partition: HourPartition;
@@ -70,22 +78,40 @@ function numRecordsOf(add: Add): number | undefined {
   }
 }
 
-/** Closed hours with more than one live file, oldest first, at most `max`. */
-export function compactableGroups(table: string, snapshot: Snapshot, closedBefore: number, max: number): CompactionGroup[] {
-  const byHour = new Map<string, CompactionGroup>();
+/**
+ * Groups to merge, oldest hour first, at most `max`: the small files of each closed hour (under half of
+ * `fileRows`) packed in write order into groups of at most `fileRows` rows; a group of one file is left as it
+ * is. A compacted file is not small unless its hour was small, so a compacted hour is merged again only when
+ * files are added to it. A file without row counts in its stats (another writer's) counts as small and empty.
+ */
+export function compactableGroups(table: string, snapshot: Snapshot, closedBefore: number, max: number, fileRows = COMPACTED_FILE_ROWS): CompactionGroup[] {
+  const byHour = new Map<string, { partition: HourPartition; files: Add[] }>();
   for (const add of snapshot.files.values()) {
     const partition = hourPartitionFrom(add.partitionValues);
-    if (!partition || hourStartOf(partition) + HOUR_MS > closedBefore) continue;
+    if (!partition || hourStartOf(partition) + HOUR_MS > closedBefore || (numRecordsOf(add) ?? 0) * 2 >= fileRows) continue;
     const id = `${partition.date}/${String(partition.hour).padStart(2, "0")}`;
-    const group = byHour.get(id) ?? { table, partition, files: [] };
-    group.files.push(add);
-    byHour.set(id, group);
+    const hour = byHour.get(id) ?? { partition, files: [] };
+    hour.files.push(add);
+    byHour.set(id, hour);
   }
-  return [...byHour.entries()]
-    .filter(([, group]) => group.files.length > 1)
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .slice(0, max)
-    .map(([, group]) => group);
+  const groups: CompactionGroup[] = [];
+  for (const [, hour] of [...byHour.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    let group: CompactionGroup = { table, partition: hour.partition, files: [] };
+    let rows = 0;
+    for (const add of hour.files.sort((a, b) => (a.path < b.path ? -1 : 1))) {
+      const n = numRecordsOf(add) ?? 0;
+      if (group.files.length > 0 && rows + n > fileRows) {
+        if (group.files.length > 1) groups.push(group);
+        group = { table, partition: hour.partition, files: [] };
+        rows = 0;
+      }
+      group.files.push(add);
+      rows += n;
+    }
+    if (group.files.length > 1) groups.push(group);
+    if (groups.length >= max) break;
+  }
+  return groups.slice(0, max);
 }
 
 /**
@@ -162,7 +188,7 @@ export async function compactOnce(deps: CompactionDeps): Promise<CompactionResul
     const table = eventTableOf(type);
     const snapshot = await tableLogsOf(deps.store).snapshot(table);
     if (!snapshot) continue;
-    const groups = compactableGroups(table, snapshot, Date.now() - deps.closeAfterMs, budget);
+    const groups = compactableGroups(table, snapshot, Date.now() - deps.closeAfterMs, budget, deps.fileRows);
     budget -= groups.length;
     for (const group of groups) {
       const startedAt = new Date();
