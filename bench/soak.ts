@@ -455,6 +455,17 @@ function slope(points: [x: number, y: number][]): number {
   return sxx === 0 ? Number.NaN : sxy / sxx;
 }
 
+/** Means of y in 10-minute buckets of x (minutes) from `from`: a trend without single samples' noise. */
+function byTenMinutes(points: [minute: number, y: number][], from = 0): (number | null)[] {
+  const buckets: number[][] = [];
+  for (const [minute, y] of points) {
+    if (minute < from - 1e-9) continue;
+    const bucket = Math.floor((minute - from + 1e-9) / 10);
+    (buckets[bucket] ??= []).push(y);
+  }
+  return Array.from(buckets, (bucket) => round((bucket ?? []).reduce((a, b) => a + b, 0) / Math.max(1, bucket?.length ?? 0)));
+}
+
 // ---------------------------------------------------------------- the run
 
 const TYPES = ["vehicle_telemetry", "vehicle_location", "gps_fix", "traffic_camera", "weather_observation", "emergency_incident", "sensor_reading", "user_activity"];
@@ -548,6 +559,19 @@ async function main() {
   let lastSimCpu = 0;
   const samples: { minute: number; rss: number; dedupe: number | null; memory: MemoryParts & { rssAnon: number; rssFile: number }; cpu: number | null; disk: Record<Part, number>; lag: number | null; ready: number; blocked: boolean }[] = [];
 
+  /**
+   * CPU milliseconds this process takes for a fixed amount of hashing: if it rises over the run, the machine
+   * slowed down (another tenant, a slower core), and so did everything measured on it.
+   */
+  const calibrationBuffer = new Uint8Array(4 << 20).fill(7);
+  const calibrationMs = () => {
+    const before = process.cpuUsage();
+    for (let i = 0; i < 64; i++) Bun.hash.wyhash(calibrationBuffer, BigInt(i));
+    const spent = process.cpuUsage(before);
+    return (spent.user + spent.system) / 1000;
+  };
+  const calibrations: [number, number][] = [];
+
   /** One sample; the first (at 0 s, the baseline of the disk figures) has no CPU figure. */
   const sample = async () => {
     const now = performance.now();
@@ -566,6 +590,8 @@ async function main() {
     const [lag, ready] = await Promise.all([scrapeMetrics(), readyStatus()]);
     const accepted = simStates.reduce((s, x) => s + x.accepted, 0);
     const elapsed = (now - runStart) / 1000;
+    const calibration = calibrationMs();
+    calibrations.push([elapsed / 60, calibration]);
     samples.push({ minute: elapsed / 60, rss: usage.rssMb, dedupe: lag.dedupeMb, memory: { ...lag.memory, rssAnon: kinds.anon, rssFile: kinds.file }, cpu: cpuPct, disk, lag: lag.lag, ready, blocked: (lag.blocked?.length ?? 0) > 0 });
     print({
       phase: "sample",
@@ -581,6 +607,7 @@ async function main() {
       cpu_pct: cpuPct === null ? null : round(cpuPct),
       processes: usage.processes,
       simulators_cpu_pct: simCpuPct === null ? null : round(simCpuPct),
+      calibration_cpu_ms: round(calibration, 2),
       disk_mb: Object.fromEntries(PARTS.map((p) => [p, round(disk[p], 2)])),
       free_mb: Math.round(free),
       max_lag: lag.lag,
@@ -689,10 +716,7 @@ async function main() {
     disk: perPart,
     rss_mb_after_warmup: { min: round(rssMin), max: round(rssMax), mean: round(rssMean), mb_per_min: round(slope(warm.map((s) => [s.minute, s.rss])), 3) },
     // Means of 10-minute buckets after warm-up: the trend, without the garbage collector's sawtooth of single samples.
-    rss_mb_by_10min: Array.from({ length: Math.ceil((runSeconds / 60 - WARMUP_MIN) / 10) }, (_, i) => {
-      const bucket = warm.filter((s) => s.minute >= WARMUP_MIN + i * 10 && s.minute < WARMUP_MIN + (i + 1) * 10).map((s) => s.rss);
-      return round(bucket.reduce((a, b) => a + b, 0) / Math.max(1, bucket.length));
-    }),
+    rss_mb_by_10min: byTenMinutes(warm.map((s) => [s.minute, s.rss]), WARMUP_MIN),
     rss_flat_10pct: rssWarm.length > 0 && rssMax <= rssMean * 1.1 && rssMin >= rssMean * 0.9,
     // The dedupe state grows by design until its horizons fill (rate × horizon ids): the rest of the memory apart from it.
     dedupe_mb_after_warmup: { first: warm[0]?.dedupe ?? null, last: warm[warm.length - 1]?.dedupe ?? null, mb_per_min: round(slope(warm.map((s) => [s.minute, s.dedupe ?? 0])), 3) },
@@ -708,6 +732,9 @@ async function main() {
       }),
     ),
     cpu_pct_mean: round(cpuAll.reduce((a, b) => a + b, 0) / Math.max(1, cpuAll.length)),
+    cpu_pct_by_10min: byTenMinutes(samples.flatMap((s) => (s.cpu === null ? [] : [[s.minute, s.cpu] as [number, number]]))),
+    // The machine's speed over the run (see calibrationMs): the same work's CPU ms, by 10-minute bucket.
+    calibration_cpu_ms_by_10min: byTenMinutes(calibrations),
     max_lag: lags.length > 0 ? Math.max(...lags) : null,
     readyz_not_200: samples.filter((s) => s.ready !== 200).length,
     samples_bus_blocked: samples.filter((s) => s.blocked).length,
