@@ -702,6 +702,7 @@ async function main() {
   const rssMean = rssWarm.reduce((a, b) => a + b, 0) / rssWarm.length;
   const rssMin = Math.min(...rssWarm);
   const rssMax = Math.max(...rssWarm);
+  const rssBy10 = byTenMinutes(warm.map((s) => [s.minute, s.rss]), WARMUP_MIN);
   const cpuAll = samples.map((s) => s.cpu).filter((c): c is number => c !== null);
   const lags = samples.map((s) => s.lag).filter((l): l is number => l !== null);
   const totalAccepted = counts.accepted;
@@ -716,8 +717,10 @@ async function main() {
     disk: perPart,
     rss_mb_after_warmup: { min: round(rssMin), max: round(rssMax), mean: round(rssMean), mb_per_min: round(slope(warm.map((s) => [s.minute, s.rss])), 3) },
     // Means of 10-minute buckets after warm-up: the trend, without the garbage collector's sawtooth of single samples.
-    rss_mb_by_10min: byTenMinutes(warm.map((s) => [s.minute, s.rss]), WARMUP_MIN),
+    rss_mb_by_10min: rssBy10,
     rss_flat_10pct: rssWarm.length > 0 && rssMax <= rssMean * 1.1 && rssMin >= rssMean * 0.9,
+    // The same rule on the 10-minute means: the trend, where rss_flat_10pct also holds every single sample to it.
+    rss_by_10min_flat_10pct: flatness(rssBy10.filter((m): m is number => m !== null)).flat_10pct,
     // The dedupe state grows by design until its horizons fill (rate × horizon ids): the rest of the memory apart from it.
     dedupe_mb_after_warmup: { first: warm[0]?.dedupe ?? null, last: warm[warm.length - 1]?.dedupe ?? null, mb_per_min: round(slope(warm.map((s) => [s.minute, s.dedupe ?? 0])), 3) },
     rss_minus_dedupe_after_warmup: flatness(warm.map((s) => s.rss - (s.dedupe ?? 0))),
