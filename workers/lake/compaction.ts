@@ -81,8 +81,8 @@ function numRecordsOf(add: Add): number | undefined {
 /**
  * Groups to merge, oldest hour first, at most `max`: the small files of each closed hour (under half of
  * `fileRows`) packed in write order into groups of at most `fileRows` rows; a group of one file is left as it
- * is. A compacted file is not small unless its hour was small, so a compacted hour is merged again only when
- * files are added to it. A file without row counts in its stats (another writer's) counts as small and empty.
+ * is. A compacted file is small only when its group was (an hour's last), so it is merged again only with files
+ * added to its hour later. A file without row counts in its stats (another writer's) counts as small and empty.
  */
 export function compactableGroups(table: string, snapshot: Snapshot, closedBefore: number, max: number, fileRows = COMPACTED_FILE_ROWS): CompactionGroup[] {
   const byHour = new Map<string, { partition: HourPartition; files: Add[] }>();
