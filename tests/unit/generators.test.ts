@@ -93,3 +93,25 @@ describe("the sender's --gzip option", () => {
     expect(JSON.parse(new TextDecoder().decode(seen[0]?.bytes))).toEqual(JSON.parse(JSON.stringify(batch)));
   });
 });
+
+test("a simulation's latency percentiles are the nearest-rank ones to within 2 %, in fixed memory", () => {
+  const stats = createStats();
+  expect(stats.percentiles()).toEqual({ p50_ms: 0, p99_ms: 0 });
+  // 1..1000 ms, shuffled: exact nearest-rank p50 = 501 ms, p99 = 991 ms.
+  const latencies = Array.from({ length: 1_000 }, (_, i) => i + 1);
+  for (let i = latencies.length - 1; i > 0; i--) {
+    const j = (i * 7919) % (i + 1);
+    [latencies[i], latencies[j]] = [latencies[j] as number, latencies[i] as number];
+  }
+  for (const ms of latencies) stats.latency(ms);
+  const { p50_ms, p99_ms } = stats.percentiles();
+  expect(p50_ms).toBeGreaterThanOrEqual(501);
+  expect(p50_ms).toBeLessThanOrEqual(501 * 1.02);
+  expect(p99_ms).toBeGreaterThanOrEqual(991);
+  expect(p99_ms).toBeLessThanOrEqual(991 * 1.02);
+  // Sub-resolution and very long latencies land in the end buckets instead of being lost.
+  const extremes = createStats();
+  for (const ms of [0, 0, 1e12]) extremes.latency(ms);
+  expect(extremes.percentiles().p50_ms).toBe(0.01);
+  expect(extremes.percentiles().p99_ms).toBeGreaterThan(1e9);
+});
