@@ -31,14 +31,20 @@ function jsonValue(value: unknown, typeId: DuckDBTypeId): unknown {
   return value;
 }
 
-/** Databases opened with a name, each with a second connection so that a scrape never waits behind a long statement. */
-const measured = new Map<DuckDBInstance, { name: string; connection: DuckDBConnection }>();
+/**
+ * Databases opened with a name, each with a second connection so that a scrape never waits behind a long
+ * statement. `reading` is the scrape's query in flight: closing the database waits for it.
+ */
+const measured = new Map<DuckDBInstance, { name: string; connection: DuckDBConnection; reading?: Promise<unknown> }>();
 const duckMemory = registry.gauge("devpipe_duckdb_memory_bytes", "Memory held by DuckDB's buffer manager (duckdb_memory()), by database (sink, dims, compaction); allocations outside it are not counted");
 registry.collect(async () => {
   const bytes = new Map<string, number>();
-  for (const { name, connection } of [...measured.values()]) {
-    const reader = await connection.runAndReadAll("select coalesce(sum(memory_usage_bytes), 0)::DOUBLE from duckdb_memory()").catch(() => undefined);
-    bytes.set(name, (bytes.get(name) ?? 0) + Number(reader?.getRows()[0]?.[0] ?? 0));
+  for (const entry of [...measured.values()]) {
+    const reading = entry.connection.runAndReadAll("select coalesce(sum(memory_usage_bytes), 0)::DOUBLE from duckdb_memory()");
+    entry.reading = reading;
+    const reader = await reading.catch(() => undefined);
+    entry.reading = undefined;
+    bytes.set(entry.name, (bytes.get(entry.name) ?? 0) + Number(reader?.getRows()[0]?.[0] ?? 0));
   }
   duckMemory.replace([...bytes].map(([name, value]) => ({ labels: { database: name }, value })));
 });
@@ -101,11 +107,17 @@ export class Duck {
     this.connection.interrupt();
   }
 
+  /** Closes the database: at once, or as soon as a scrape's query on it ends. */
   close(): void {
-    measured.get(this.instance)?.connection.closeSync();
+    const entry = measured.get(this.instance);
     measured.delete(this.instance);
-    this.connection.closeSync();
-    this.instance.closeSync();
+    const closeAll = () => {
+      entry?.connection.closeSync();
+      this.connection.closeSync();
+      this.instance.closeSync();
+    };
+    if (entry?.reading) void entry.reading.then(closeAll, closeAll);
+    else closeAll();
   }
 }
 

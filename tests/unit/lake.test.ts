@@ -181,4 +181,11 @@ test("a named DuckDB reports its buffer memory on /metrics until it is closed", 
     duck.close();
   }
   expect(await series("unit-test")).toBeUndefined();
+
+  // Closed while a scrape reads it: the close waits for the read, and the next scrape no longer shows it.
+  const closing = await Duck.open({ threads: "1" }, "unit-test-closing");
+  const scrape = registry.render();
+  closing.close();
+  expect(await scrape).toContain("# TYPE devpipe_duckdb_memory_bytes gauge");
+  expect(await series("unit-test-closing")).toBeUndefined();
 });
