@@ -1,9 +1,10 @@
 /**
  * `bun run bench:soak`: the embedded all-in-one server (`bun start.ts`, no KAFKA_BROKERS / DATABASE_URL /
  * LAKE_URL) fed by the five device simulators over HTTP for `--minutes`, sampled every `--sample-s`:
- * server RSS and CPU (the process and any children), disk per part (bus, pg without WAL, pg WAL, lake,
- * total), the worst consumer lag from /metrics, the /readyz status and the events the simulators had
- * accepted. At the end it stops the simulators, waits for the lag to reach 0, checks that every accepted
+ * server RSS and CPU (the process and any children), its memory parts from /metrics, the simulators' CPU,
+ * the machine's speed (a fixed amount of hashing timed in this process), disk per part (bus, pg without WAL,
+ * pg WAL, lake, total), the worst consumer lag from /metrics, the /readyz status and the events the
+ * simulators had accepted. At the end it stops the simulators, waits for the lag to reach 0, checks that every accepted
  * event is in the lake exactly once, stops the server (timing the shutdown), starts it again on the same
  * data and times it until /readyz answers 200. Prints JSON lines (`phase`: config, ready, sample, drain,
  * counts, shutdown, restart, summary; `error` on failure, with a non-zero exit).
