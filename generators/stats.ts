@@ -22,12 +22,9 @@ export function createStats() {
   const percentile = (p: number) => {
     if (recorded === 0) return 0;
     const rank = Math.min(recorded - 1, Math.floor(p * recorded));
-    let seen = 0;
-    for (let bucket = 0; bucket < BUCKETS; bucket++) {
-      seen += counts[bucket] as number;
-      if (seen > rank) return Math.round(upperEdgeOf(bucket) * 100) / 100;
-    }
-    return Math.round(upperEdgeOf(BUCKETS - 1) * 100) / 100;
+    let bucket = 0;
+    for (let seen = counts[0] as number; seen <= rank; seen += counts[bucket] as number) bucket++;
+    return Math.round(upperEdgeOf(bucket) * 100) / 100;
   };
   return {
     totals,

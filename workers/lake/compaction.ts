@@ -85,28 +85,29 @@ function numRecordsOf(add: Add): number | undefined {
  * added to its hour later. A file without row counts in its stats (another writer's) counts as small and empty.
  */
 export function compactableGroups(table: string, snapshot: Snapshot, closedBefore: number, max: number, fileRows = COMPACTED_FILE_ROWS): CompactionGroup[] {
-  const byHour = new Map<string, { partition: HourPartition; files: Add[] }>();
+  const byHour = new Map<string, { partition: HourPartition; files: { add: Add; rows: number }[] }>();
   for (const add of snapshot.files.values()) {
     const partition = hourPartitionFrom(add.partitionValues);
-    if (!partition || hourStartOf(partition) + HOUR_MS > closedBefore || (numRecordsOf(add) ?? 0) * 2 >= fileRows) continue;
+    if (!partition || hourStartOf(partition) + HOUR_MS > closedBefore) continue;
+    const rows = numRecordsOf(add) ?? 0;
+    if (rows * 2 >= fileRows) continue;
     const id = `${partition.date}/${String(partition.hour).padStart(2, "0")}`;
     const hour = byHour.get(id) ?? { partition, files: [] };
-    hour.files.push(add);
+    hour.files.push({ add, rows });
     byHour.set(id, hour);
   }
   const groups: CompactionGroup[] = [];
   for (const [, hour] of [...byHour.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
     let group: CompactionGroup = { table, partition: hour.partition, files: [] };
-    let rows = 0;
-    for (const add of hour.files.sort((a, b) => (a.path < b.path ? -1 : 1))) {
-      const n = numRecordsOf(add) ?? 0;
-      if (group.files.length > 0 && rows + n > fileRows) {
+    let groupRows = 0;
+    for (const { add, rows } of hour.files.sort((a, b) => (a.add.path < b.add.path ? -1 : 1))) {
+      if (group.files.length > 0 && groupRows + rows > fileRows) {
         if (group.files.length > 1) groups.push(group);
         group = { table, partition: hour.partition, files: [] };
-        rows = 0;
+        groupRows = 0;
       }
       group.files.push(add);
-      rows += n;
+      groupRows += rows;
     }
     if (group.files.length > 1) groups.push(group);
     if (groups.length >= max) break;
