@@ -31,6 +31,16 @@ const GROUPS_PER_RUN = 50;
  */
 export const COMPACTED_FILE_ROWS = 2_000_000;
 
+/**
+ * Compaction's DuckDB, opened for one pass and closed after it: DuckDB keeps the memory a merge took until
+ * the instance closes. A merge (at most COMPACTED_FILE_ROWS rows) spills its sort to `temp_directory` past the
+ * limit; measured on 2M rows of telemetry, it peaks ~130 MB above the process's baseline at 64 MB (~190 MB at
+ * 128 MB), most of it outside the limit. 64 MB is the floor: at 32 or 48 MB a merge of 1M rows runs out of
+ * memory. One thread also keeps a compacted file's row groups in sort order (see CompactionDeps.duck).
+ * `bun bench/compaction-memory.ts` measures the peak.
+ */
+export const compactionDuckSettings = (tempDir: string) => ({ threads: "1", memory_limit: "64MB", temp_directory: tempDir });
+
 export interface CompactionDeps {
   sql: Sql;
   store: ObjectStore;

@@ -3,7 +3,7 @@ import { Duck } from "../../lib/lake/duckdb.ts";
 import { lakeCacheDir, localFiles } from "../../lib/lake/local-files.ts";
 import type { Services } from "../../lib/services.ts";
 import type { StreamJob } from "../runner.ts";
-import { compactOnce } from "./compaction.ts";
+import { compactionDuckSettings, compactOnce } from "./compaction.ts";
 import { exportChangedDims } from "./dims-export.ts";
 import { createLakeJob } from "./job.ts";
 import { vacuumOnce } from "./vacuum.ts";
@@ -34,14 +34,6 @@ class Lane {
   }
 }
 
-/**
- * Compaction's DuckDB, opened for one pass and closed after it: DuckDB keeps the memory a merge took until
- * the instance closes. A merge (at most COMPACTED_FILE_ROWS rows) spills its sort to `temp_directory` past the
- * limit; measured on 2M rows of telemetry, it peaks ~130 MB above the process's baseline at 64 MB (~190 MB at
- * 128 MB), most of it outside the limit. One thread also keeps a compacted file's row groups in sort order
- * (see CompactionDeps.duck).
- */
-const compactionDuckSettings = (tempDir: string) => ({ threads: "1", memory_limit: "64MB", temp_directory: tempDir });
 
 /**
  * The lake sink plus its maintenance in the same process: dims exported when they change, closed hours
