@@ -28,6 +28,8 @@
  *   --query-events 10000000          events of the queried day               [BENCH_LAKE_EVENTS]
  *   --query-lakes dir                                                        [BENCH_QUERY_LAKES]
  *   --devices 1000  --samples 30  --limit 10000
+ *   --files-per-hour 1               files each hour of the queried day is in: consecutive slices of its
+ *                                    events, each sorted, as compaction's row bound leaves a busy hour [BENCH_FILES_PER_HOUR]
  *   --wait-quiet 0                   before each measurement, wait up to this many seconds for the machine
  *                                    to be idle a few seconds in a row (a box shared with other work)
  * Flush size and interval are the job's defaults (LAKE_FLUSH_MAX_RECORDS, LAKE_FLUSH_INTERVAL_MS).
@@ -77,6 +79,7 @@ const WRITE_LAKES = lakes("write-lakes", "BENCH_WRITE_LAKES", ["dir", "s3"]);
 const QUERY_EVENTS = args.number("query-events", "BENCH_LAKE_EVENTS", 10_000_000);
 const QUERY_LAKES = lakes("query-lakes", "BENCH_QUERY_LAKES", ["dir"]);
 const DEVICES = args.number("devices", "BENCH_DEVICES", 1_000);
+const FILES_PER_HOUR = args.number("files-per-hour", "BENCH_FILES_PER_HOUR", 1);
 const SAMPLES = args.number("samples", "BENCH_QUERY_SAMPLES", 30);
 const LIMIT = args.number("limit", "BENCH_QUERY_LIMIT", 10_000);
 const WAIT_QUIET_S = args.number("wait-quiet", "BENCH_WAIT_QUIET_S", 0);
@@ -447,7 +450,7 @@ function generatedColumns(): string[] {
     });
 }
 
-/** The day as compaction leaves it: one file per hour, sorted by key and event time, row groups of 16,384 rows; one commit. */
+/** The day as compaction leaves it: FILES_PER_HOUR files per hour, each sorted by key and event time, row groups of 16,384 rows; one commit. */
 async function buildDay(store: ObjectStore, workDir: string): Promise<{ files: number; mb: number; rowGroups: number; sortedRowGroups: boolean; seconds: number }> {
   const table = eventTableOf(TELEMETRY);
   const t0 = performance.now();
@@ -460,14 +463,16 @@ async function buildDay(store: ObjectStore, workDir: string): Promise<{ files: n
   try {
     const select = generatedColumns().join(", ");
     for (let hour = 0; hour < 24; hour++) {
-      const from = Math.ceil((hour * QUERY_EVENTS) / 24);
-      const to = Math.ceil(((hour + 1) * QUERY_EVENTS) / 24);
-      const [file] = await copyToDataFiles(duck, `select ${select} from range(${from}, ${to}) as t(i) order by "key", "event_time"`, join(workDir, `hour-${hour}`), { partitioned: false, rowGroupRows: ROW_GROUP_ROWS });
-      if (!file) throw new Error(`DuckDB wrote no file for hour ${hour}`);
-      files.push({ ...file, partition: hourPartitionOf(DAY + hour * 3_600_000) });
-      const { rows } = await duck.query(`select row_group_id, stats_min_value, stats_max_value from parquet_metadata(${sqlString(file.localPath)}) where path_in_schema = 'key' order by row_group_id`);
-      rowGroups += rows.length;
-      for (let g = 1; g < rows.length; g++) if (String(rows[g]?.[1]) < String(rows[g - 1]?.[2])) sortedRowGroups = false;
+      for (let slice = 0; slice < FILES_PER_HOUR; slice++) {
+        const from = Math.ceil(((hour * FILES_PER_HOUR + slice) * QUERY_EVENTS) / (24 * FILES_PER_HOUR));
+        const to = Math.ceil(((hour * FILES_PER_HOUR + slice + 1) * QUERY_EVENTS) / (24 * FILES_PER_HOUR));
+        const [file] = await copyToDataFiles(duck, `select ${select} from range(${from}, ${to}) as t(i) order by "key", "event_time"`, join(workDir, `hour-${hour}-${slice}`), { partitioned: false, rowGroupRows: ROW_GROUP_ROWS });
+        if (!file) throw new Error(`DuckDB wrote no file for hour ${hour}`);
+        files.push({ ...file, partition: hourPartitionOf(DAY + hour * 3_600_000) });
+        const { rows } = await duck.query(`select row_group_id, stats_min_value, stats_max_value from parquet_metadata(${sqlString(file.localPath)}) where path_in_schema = 'key' order by row_group_id`);
+        rowGroups += rows.length;
+        for (let g = 1; g < rows.length; g++) if (String(rows[g]?.[1]) < String(rows[g - 1]?.[2])) sortedRowGroups = false;
+      }
     }
     const snapshot = await readSnapshot(store, table);
     const adds = await uploadDataFiles(store, table, files, "compacted", true);
