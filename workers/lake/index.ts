@@ -34,7 +34,6 @@ class Lane {
   }
 }
 
-
 /**
  * The lake sink plus its maintenance in the same process: dims exported when they change, closed hours
  * compacted, and VACUUM. Dims export and compaction take turns in one lane, so at most one maintenance
