@@ -8,7 +8,7 @@
  * Flags: --files 340, --rows-per-file 6000 (the sink's 5 s flushes of one busy table at 4,000 events/s),
  *   --merge-rows 250000,1000000,2000000 (a list: one case each; the product's bound is COMPACTED_FILE_ROWS).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -21,6 +21,7 @@ import { localFiles } from "../lib/lake/local-files.ts";
 import { eventTableDefinition, eventTableOf } from "../lib/lake/tables.ts";
 import { createLogger } from "../lib/log.ts";
 import { COMPACTED_FILE_ROWS, compactableGroups, compactGroup, compactionDuckSettings } from "../workers/lake/compaction.ts";
+import { rssMb } from "./proc.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -36,8 +37,6 @@ const ROWS_PER_FILE = Number(values["rows-per-file"]);
 const TYPE = "sensor.reading";
 const TABLE = eventTableOf(TYPE);
 const HOUR_START = Date.UTC(2026, 0, 10, 3);
-
-const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? 0) / 1024;
 
 async function measure(mergeRows: number) {
   const dir = mkdtempSync(join(tmpdir(), "devpipe-bench-compaction-"));
@@ -62,9 +61,9 @@ async function measure(mergeRows: number) {
     Bun.gc(true);
     await Bun.sleep(500);
 
-    const before = rssMb();
+    const before = rssMb(process.pid);
     let peak = before;
-    const sampler = setInterval(() => (peak = Math.max(peak, rssMb())), 20);
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(process.pid))), 20);
     const started = performance.now();
     const snapshot = await readSnapshot(store, TABLE);
     const groups = compactableGroups(TABLE, snapshot, Date.now(), 1_000, mergeRows);
@@ -86,7 +85,7 @@ async function measure(mergeRows: number) {
     console.log(JSON.stringify({
       bench: "compaction-memory", files: FILES, rows_per_file: ROWS_PER_FILE, merge_rows: mergeRows, memory_limit: compactionDuckSettings("").memory_limit,
       rows, merges: groups.length, seconds: +seconds.toFixed(1), rss_before_mb: Math.round(before),
-      peak_over_before_mb: Math.round(peak - before), after_close_over_before_mb: Math.round(rssMb() - before),
+      peak_over_before_mb: Math.round(peak - before), after_close_over_before_mb: Math.round(rssMb(process.pid) - before),
     }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
