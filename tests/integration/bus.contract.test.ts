@@ -24,9 +24,17 @@ const logger = createLogger({ test: "bus.contract" });
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** The directory is made in `open` (beforeAll), so a run that filters these tests out leaves none behind. */
 const embedded = (): Implementation => {
-  const dir = tempDir("devpipe-bus-");
-  return { name: "embedded", open: () => createEmbeddedBus({ dir: dir.path, logger }), cleanup: dir.remove };
+  let dir: ReturnType<typeof tempDir> | undefined;
+  return {
+    name: "embedded",
+    open: () => {
+      dir = tempDir("devpipe-bus-");
+      return createEmbeddedBus({ dir: dir.path, logger });
+    },
+    cleanup: () => dir?.remove(),
+  };
 };
 
 /**

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connectPostgres, type Db, startPglite } from "../../lib/db/index.ts";
 import { MIGRATIONS_DIR, migrate, readMigrations } from "../../lib/db/migrate.ts";
@@ -50,12 +49,20 @@ for (const make of [realPostgres, pglite]) {
   const impl = make();
   describe(`db contract: ${impl.name}`, () => {
     let db: Db;
+    const migrationDirs: ReturnType<typeof tempDir>[] = [];
+    /** A scratch migrations directory, removed with the suite. */
+    const migrationsDir = () => {
+      const dir = tempDir("devpipe-mig-");
+      migrationDirs.push(dir);
+      return dir.path;
+    };
     beforeAll(async () => {
       db = await impl.open();
     });
     afterAll(async () => {
       await db.close();
       await impl.cleanup();
+      for (const dir of migrationDirs) dir.remove();
     });
 
     test("migrations apply once, in order, and again are a no-op", async () => {
@@ -68,7 +75,7 @@ for (const make of [realPostgres, pglite]) {
 
     test("two clients migrating at once apply each migration exactly once", async () => {
       const other = await impl.second();
-      const extraDir = mkdtempSync(join(tmpdir(), "devpipe-mig-"));
+      const extraDir = migrationsDir();
       for (const m of await readMigrations()) writeFileSync(join(extraDir, `${String(m.version).padStart(3, "0")}_${m.name}.sql`), m.sql);
       writeFileSync(join(extraDir, "900_concurrency_probe.sql"), "create table concurrency_probe (id int primary key); insert into concurrency_probe values (1);");
       const clients = other ? [db, other] : [db, db];
@@ -79,13 +86,13 @@ for (const make of [realPostgres, pglite]) {
     });
 
     test("a migration edited after it was applied stops start-up", async () => {
-      const dir = mkdtempSync(join(tmpdir(), "devpipe-mig-"));
+      const dir = migrationsDir();
       for (const m of await readMigrations()) writeFileSync(join(dir, `${String(m.version).padStart(3, "0")}_${m.name}.sql`), `${m.sql}\n-- edited`);
       await expect(migrate(db.sql, logger, dir)).rejects.toBeInstanceOf(DbError);
     });
 
     test("a failing migration applies nothing", async () => {
-      const dir = mkdtempSync(join(tmpdir(), "devpipe-mig-"));
+      const dir = migrationsDir();
       writeFileSync(join(dir, "950_half.sql"), "create table half_applied (id int);");
       writeFileSync(join(dir, "951_broken.sql"), "select * from no_such_table;");
       await expect(migrate(db.sql, logger, dir)).rejects.toThrow();
