@@ -1,13 +1,14 @@
 /**
  * The chain's dedupe state (workers/chain/dedupe.ts) over an hour of one partition's ids, kept in memory
  * and spilling to disk, each in a process of its own so that memory figures are its own. Prints JSON lines:
- *   fill    ns per isRepeat over the whole log, and per record in its last horizon (table and runs full)
+ *   fill    ns per isRepeat over the whole log, per record in its last horizon (table and runs full) and in its last hour
  *   memory  the state's bytes (dedupe_bytes), RSS and heap after the fill, runs on disk
  *   load    ms to load the persisted rows of the horizon into a fresh state (what an assignment does)
  * Flags (or environment): --rate 1000 [BENCH_DEDUPE_RATE] records/s on the partition (4,000 events/s over 4
  *   partitions), --minutes 75 [BENCH_DEDUPE_MINUTES] of log (the 1-hour horizon fills after 60–75),
  *   --retry-share 0.02 [BENCH_DEDUPE_RETRY_SHARE], --hot 262144 [BENCH_DEDUPE_HOT] (0: in memory only),
- *   --mode both|memory|spill.
+ *   --horizon-minutes 60 [BENCH_DEDUPE_HORIZON_MINUTES] (a day-long class: 1440, with --minutes past it and
+ *   the rate of that class's types), --mode both|memory|spill.
  */
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     minutes: { type: "string", default: process.env.BENCH_DEDUPE_MINUTES ?? "75" },
     "retry-share": { type: "string", default: process.env.BENCH_DEDUPE_RETRY_SHARE ?? "0.02" },
     hot: { type: "string", default: process.env.BENCH_DEDUPE_HOT ?? "262144" },
+    "horizon-minutes": { type: "string", default: process.env.BENCH_DEDUPE_HORIZON_MINUTES ?? "60" },
     mode: { type: "string", default: "both" },
     child: { type: "boolean", default: false },
   },
@@ -32,7 +34,7 @@ const RATE = Number(values.rate);
 const MINUTES = Number(values.minutes);
 const RETRY_SHARE = Number(values["retry-share"]);
 const HOT = Number(values.hot);
-const HORIZON_MS = 3_600_000;
+const HORIZON_MS = Number(values["horizon-minutes"]) * 60_000;
 const T0 = 1_780_000_000_000;
 const quiet = createLogger({ bench: "dedupe" }, () => undefined);
 
@@ -40,7 +42,8 @@ async function measure(mode: "memory" | "spill") {
   const directory = mkdtempSync(join(tmpdir(), "devpipe-bench-dedupe-"));
   const spill = mode === "spill" ? { directory, hotLimit: HOT } : undefined;
   const n = Math.round(RATE * MINUTES * 60);
-  const horizonRecords = Math.round((RATE * HORIZON_MS) / 1000);
+  const horizonRecords = Math.min(n, Math.round((RATE * HORIZON_MS) / 1000));
+  const hourRecords = Math.min(n, RATE * 3600);
   const state = new DedupeState(HORIZON_MS, quiet, spill);
   const rows: SegmentRow[] = [];
   // Ids drawn again from up to 2 minutes back: a client's retries.
@@ -53,8 +56,10 @@ async function measure(mode: "memory" | "spill") {
   let repeats = 0;
   const started = Bun.nanoseconds();
   let lastHorizonStarted = started;
+  let lastHourStarted = started;
   for (let offset = 0; offset < n; offset++) {
     if (offset === n - horizonRecords) lastHorizonStarted = Bun.nanoseconds();
+    if (offset === n - hourRecords) lastHourStarted = Bun.nanoseconds();
     const retry = offset > 0 && next() < RETRY_SHARE;
     const id = retry ? idOf(Math.max(0, offset - 1 - Math.floor(next() * RATE * 120))) : idOf(offset);
     if (state.isRepeat(0, offset, id, T0 + Math.floor((offset * 1000) / RATE))) repeats++;
@@ -65,8 +70,8 @@ async function measure(mode: "memory" | "spill") {
   Bun.gc(true);
   const runFiles = readdirSync(directory);
   const diskMb = runFiles.reduce((sum, f) => sum + statSync(join(directory, f)).size, 0) / 2 ** 20;
-  const print = (line: Record<string, unknown>) => console.log(JSON.stringify({ bench: "dedupe", mode, rate: RATE, minutes: MINUTES, hot: spill ? HOT : 0, ...line }));
-  print({ phase: "fill", records: n, repeats, ns_per_record: Math.round((ended - started) / n), ns_per_record_last_horizon: Math.round((ended - lastHorizonStarted) / horizonRecords) });
+  const print = (line: Record<string, unknown>) => console.log(JSON.stringify({ bench: "dedupe", mode, rate: RATE, minutes: MINUTES, horizon_minutes: HORIZON_MS / 60_000, hot: spill ? HOT : 0, ...line }));
+  print({ phase: "fill", records: n, repeats, ns_per_record: Math.round((ended - started) / n), ns_per_record_last_horizon: Math.round((ended - lastHorizonStarted) / horizonRecords), ns_per_record_last_hour: Math.round((ended - lastHourStarted) / hourRecords) });
   print({ phase: "memory", ids_held: state.size(), dedupe_mb: +(state.bytes() / 2 ** 20).toFixed(1), rss_mb: Math.round(rssMb(process.pid)), heap_mb: Math.round(process.memoryUsage().heapUsed / 2 ** 20), runs: runFiles.length, runs_disk_mb: Math.round(diskMb) });
   state.close();
   const kept = rows.filter((r) => r.max_time >= state.keepFrom(T0 + (n * 1000) / RATE));
@@ -83,7 +88,7 @@ if (values.child) await measure(values.mode === "spill" ? "spill" : "memory");
 else {
   const modes = values.mode === "both" ? ["memory", "spill"] : [values.mode ?? "spill"];
   for (const mode of modes) {
-    const args = ["--rate", String(RATE), "--minutes", String(MINUTES), "--retry-share", String(RETRY_SHARE), "--hot", String(HOT), "--mode", mode, "--child"];
+    const args = ["--rate", String(RATE), "--minutes", String(MINUTES), "--retry-share", String(RETRY_SHARE), "--hot", String(HOT), "--horizon-minutes", String(HORIZON_MS / 60_000), "--mode", mode, "--child"];
     const child = Bun.spawn([process.execPath, import.meta.path, ...args], { stdout: "inherit", stderr: "inherit" });
     if ((await child.exited) !== 0) process.exit(1);
   }
