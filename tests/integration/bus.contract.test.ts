@@ -24,13 +24,13 @@ const logger = createLogger({ test: "bus.contract" });
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The directory is made in `open` (beforeAll), so a run that filters these tests out leaves none behind. */
+/** The directory is made at the first `open` (beforeAll), so a run that filters these tests out leaves none behind; a later `open` is a restart on the same data. */
 const embedded = (): Implementation => {
   let dir: ReturnType<typeof tempDir> | undefined;
   return {
     name: "embedded",
     open: () => {
-      dir = tempDir("devpipe-bus-");
+      dir ??= tempDir("devpipe-bus-");
       return createEmbeddedBus({ dir: dir.path, logger });
     },
     cleanup: () => dir?.remove(),
