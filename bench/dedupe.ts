@@ -4,18 +4,22 @@
  *   fill    ns per isRepeat over the whole log, per record in its last horizon (table and runs full) and in its last hour
  *   memory  the state's bytes (dedupe_bytes), RSS and heap after the fill, runs on disk
  *   load    ms to load the persisted rows of the horizon into a fresh state (what an assignment does)
+ *   restart with --restart: the rows of the horizon written to an embedded database (PGlite, as the chain
+ *           persists them), the database reopened, and a fresh chain dedupe's assignment timed: what a
+ *           restart waits for before the chain resumes, per partition
  * Flags (or environment): --rate 1000 [BENCH_DEDUPE_RATE] records/s on the partition (4,000 events/s over 4
  *   partitions), --minutes 75 [BENCH_DEDUPE_MINUTES] of log (the 1-hour horizon fills after 60–75),
  *   --retry-share 0.02 [BENCH_DEDUPE_RETRY_SHARE], --hot 262144 [BENCH_DEDUPE_HOT] (0: in memory only),
  *   --horizon-minutes 60 [BENCH_DEDUPE_HORIZON_MINUTES] (a day-long class: 1440, with --minutes past it and
- *   the rate of that class's types), --mode both|memory|spill.
+ *   the rate of that class's types), --mode both|memory|spill, --restart.
  */
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { openDb } from "../lib/db/index.ts";
 import { createLogger } from "../lib/log.ts";
-import { DedupeState, type SegmentRow } from "../workers/chain/dedupe.ts";
+import { createDedupe, DedupeState, type SegmentRow } from "../workers/chain/dedupe.ts";
 import { rssMb } from "./proc.ts";
 
 const { values } = parseArgs({
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     hot: { type: "string", default: process.env.BENCH_DEDUPE_HOT ?? "262144" },
     "horizon-minutes": { type: "string", default: process.env.BENCH_DEDUPE_HORIZON_MINUTES ?? "60" },
     mode: { type: "string", default: "both" },
+    restart: { type: "boolean", default: false },
     child: { type: "boolean", default: false },
   },
 });
@@ -81,14 +86,38 @@ async function measure(mode: "memory" | "spill") {
   const loadMs = performance.now() - loadStarted;
   print({ phase: "load", ids_loaded: fresh.size(), rows: kept.length, ms: Math.round(loadMs), ns_per_id: Math.round((loadMs * 1e6) / Math.max(1, fresh.size())) });
   fresh.close();
+  if (values.restart) print({ phase: "restart", rows: kept.length, ...(await restart(directory, kept, spill)) });
   rmSync(directory, { recursive: true, force: true });
+}
+
+/** Writes `rows` to an embedded database, reopens it, and times a fresh chain dedupe's assignment of partition 0. */
+async function restart(directory: string, rows: SegmentRow[], spill: { directory: string; hotLimit: number } | undefined) {
+  const config = { databaseUrl: undefined, dataDir: join(directory, "data") };
+  const topic = "bench.dedupe";
+  const first = await openDb(config, quiet);
+  for (let i = 0; i < rows.length; i += 64) {
+    const values = rows.slice(i, i + 64).map((r) => ({ topic, partition: r.partition, from_offset: r.from_offset, to_offset: r.to_offset, max_time: new Date(r.max_time), ids: r.ids }));
+    await first.sql`insert into dedupe_segments ${first.sql(values, "topic", "partition", "from_offset", "to_offset", "max_time", "ids")}`;
+  }
+  await first.close();
+  const opening = performance.now();
+  const db = await openDb(config, quiet);
+  const openMs = performance.now() - opening;
+  const dedupe = createDedupe({ sql: db.sql, topic, horizonMs: HORIZON_MS, logger: quiet, spill });
+  const assigning = performance.now();
+  const coverage = await dedupe.assigned([0]);
+  const assignMs = performance.now() - assigning;
+  const idsLoaded = dedupe.size();
+  dedupe.close();
+  await db.close();
+  return { open_ms: Math.round(openMs), assign_ms: Math.round(assignMs), ids_loaded: idsLoaded, covered_to: coverage.get(0) ?? null };
 }
 
 if (values.child) await measure(values.mode === "spill" ? "spill" : "memory");
 else {
   const modes = values.mode === "both" ? ["memory", "spill"] : [values.mode ?? "spill"];
   for (const mode of modes) {
-    const args = ["--rate", String(RATE), "--minutes", String(MINUTES), "--retry-share", String(RETRY_SHARE), "--hot", String(HOT), "--horizon-minutes", String(HORIZON_MS / 60_000), "--mode", mode, "--child"];
+    const args = ["--rate", String(RATE), "--minutes", String(MINUTES), "--retry-share", String(RETRY_SHARE), "--hot", String(HOT), "--horizon-minutes", String(HORIZON_MS / 60_000), "--mode", mode, "--child", ...(values.restart ? ["--restart"] : [])];
     const child = Bun.spawn([process.execPath, import.meta.path, ...args], { stdout: "inherit", stderr: "inherit" });
     if ((await child.exited) !== 0) process.exit(1);
   }
