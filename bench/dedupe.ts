@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { openDb } from "../lib/db/index.ts";
 import { createLogger } from "../lib/log.ts";
-import { createDedupe, DedupeState, type SegmentRow } from "../workers/chain/dedupe.ts";
+import { createDedupe, DedupeState, type SegmentRow, writeSegmentRows } from "../workers/chain/dedupe.ts";
 import { rssMb } from "./proc.ts";
 
 const { values } = parseArgs({
@@ -95,10 +95,7 @@ async function restart(directory: string, rows: SegmentRow[], spill: { directory
   const config = { databaseUrl: undefined, dataDir: join(directory, "data") };
   const topic = "bench.dedupe";
   const first = await openDb(config, quiet);
-  for (let i = 0; i < rows.length; i += 64) {
-    const values = rows.slice(i, i + 64).map((r) => ({ topic, partition: r.partition, from_offset: r.from_offset, to_offset: r.to_offset, max_time: new Date(r.max_time), ids: r.ids }));
-    await first.sql`insert into dedupe_segments ${first.sql(values, "topic", "partition", "from_offset", "to_offset", "max_time", "ids")}`;
-  }
+  await writeSegmentRows(first.sql, topic, rows);
   await first.close();
   const opening = performance.now();
   const db = await openDb(config, quiet);

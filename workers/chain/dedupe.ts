@@ -835,6 +835,18 @@ export class DedupeState {
   }
 }
 
+/** Writes rows of a topic's dedupe state, ROWS_PER_INSERT a statement. */
+export async function writeSegmentRows(sql: Sql, topic: string, rows: readonly SegmentRow[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+    const values = rows.slice(i, i + ROWS_PER_INSERT).map((r) => ({ topic, partition: r.partition, from_offset: r.from_offset, to_offset: r.to_offset, max_time: new Date(r.max_time), ids: r.ids }));
+    // A range written twice (a stale owner, a retry whose first attempt landed) keeps both writers' ids.
+    await sql`
+      insert into dedupe_segments ${sql(values, "topic", "partition", "from_offset", "to_offset", "max_time", "ids")}
+      on conflict (topic, partition, from_offset, to_offset) do update
+      set ids = dedupe_segments.ids || excluded.ids, max_time = greatest(dedupe_segments.max_time, excluded.max_time)`;
+  }
+}
+
 export function createDedupe(options: DedupeOptions): Dedupe {
   const { sql, topic, logger } = options;
   const state = new DedupeState(options.horizonMs, logger, options.spill);
@@ -842,17 +854,6 @@ export function createDedupe(options: DedupeOptions): Dedupe {
   let purgeBacklog = false;
   let failuresInARow = 0;
   let queue: Promise<void> = Promise.resolve();
-
-  const write = async (rows: SegmentRow[]) => {
-    for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-      const values = rows.slice(i, i + ROWS_PER_INSERT).map((r) => ({ topic, partition: r.partition, from_offset: r.from_offset, to_offset: r.to_offset, max_time: new Date(r.max_time), ids: r.ids }));
-      // A range written twice (a stale owner, a retry whose first attempt landed) keeps both writers' ids.
-      await sql`
-        insert into dedupe_segments ${sql(values, "topic", "partition", "from_offset", "to_offset", "max_time", "ids")}
-        on conflict (topic, partition, from_offset, to_offset) do update
-        set ids = dedupe_segments.ids || excluded.ids, max_time = greatest(dedupe_segments.max_time, excluded.max_time)`;
-    }
-  };
 
   const purge = async () => {
     const thresholds = state.purgeThresholds();
@@ -871,7 +872,7 @@ export function createDedupe(options: DedupeOptions): Dedupe {
     const { rows, giveBack } = state.take();
     if (rows.length > 0) {
       try {
-        await write(rows);
+        await writeSegmentRows(sql, topic, rows);
         state.written(rows);
         if (failuresInARow > 0) logger.info("dedupe state persisted again", { failed_before: failuresInARow });
         failuresInARow = 0;
